@@ -1,0 +1,144 @@
+"""The `limner` command: a thin layer that turns domain errors into one-line messages.
+
+    limner data shapes --out DIR --resolution 32
+    limner data emoji --out DIR --resolution 64
+    limner train --preset shapes [--train-data-dir DIR] [--max-train-steps N] ...
+    limner generate MODEL_DIR "a small red circle in the top left" -n 8 -o grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from limner.errors import LimnerError
+
+EXIT_USER_ERROR = 2
+
+# (flag, TrainConfig field, type, help); None as a default means "leave the preset's value".
+_TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji"),
+    ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
+    ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
+    ("--text-pooling", "text_pooling", str, "mean, last, eos or cls (default: the family's own)"),
+    ("--train-batch-size", "train_batch_size", int, "images per step"),
+    ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),
+    ("--max-train-minutes", "max_train_minutes", float, "stop after this much training time"),
+    ("--learning-rate", "learning_rate", float, "generator learning rate"),
+    ("--discriminator-learning-rate", "discriminator_learning_rate", float, "discriminator learning rate"),
+    ("--checkpointing-steps", "checkpointing_steps", int, "save a resumable checkpoint every N steps"),
+    ("--checkpoints-total-limit", "checkpoints_total_limit", int, "keep only the newest N checkpoints"),
+    ("--resume-from-checkpoint", "resume_from_checkpoint", str, "a checkpoint folder, or latest"),
+    ("--output-dir", "output_dir", str, "where the model, grids, logs and checkpoints go"),
+    ("--seed", "seed", int, "random seed"),
+    ("--validation-steps", "validation_steps", int, "write a validation grid every N steps"),
+    ("--logging-steps", "logging_steps", int, "log losses every N steps"),
+    ("--ema-decay", "ema_decay", float, "decay of the generator's moving average"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="limner", description="Words into pictures: text-to-image GANs on a pretrained language model.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="build a builtin dataset as an imagefolder").add_subparsers(dest="dataset", required=True)
+    shapes = data.add_parser("shapes", help="the compositional shapes dataset")
+    shapes.add_argument("--out", required=True)
+    shapes.add_argument("--resolution", type=int, default=32)
+    shapes.add_argument("--train-size", type=int, default=20_000)
+    shapes.add_argument("--test-size", type=int, default=2_000)
+    shapes.add_argument("--seed", type=int, default=0)
+    emoji = data.add_parser("emoji", help="Noto Color Emoji glyphs captioned by their names")
+    emoji.add_argument("--out", required=True)
+    emoji.add_argument("--resolution", type=int, default=64)
+    emoji.add_argument("--font", default=None, help="path to NotoColorEmoji.ttf")
+
+    train = commands.add_parser("train", help="train a text-to-image GAN")
+    train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
+    train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
+    for flag, _, kind, text in _TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, default=None, help=text)
+    train.add_argument("--validation-prompts", nargs="+", default=None, help="captions for the validation grid")
+    train.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    generate = commands.add_parser("generate", help="generate images from a trained model")
+    generate.add_argument("model_dir")
+    generate.add_argument("prompts", nargs="+")
+    generate.add_argument("-n", "--num-images", type=int, default=4, help="images per prompt")
+    generate.add_argument("-o", "--output", default="grid.png")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except LimnerError as err:
+        if args.verbose:
+            raise
+        print(f"limner: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from limner.data import build_emoji, build_shapes
+
+    if args.dataset == "shapes":
+        info = build_shapes(args.out, resolution=args.resolution, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    else:
+        info = build_emoji(args.out, resolution=args.resolution, font_path=args.font)
+    print(f"wrote {args.out}: " + ", ".join(f"{n} {split}" for split, n in info["splits"].items()))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from limner.training import build_train_config, train
+
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in _TRAIN_FLAGS}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.validation_prompts:
+        overrides["validation_prompts"] = args.validation_prompts
+    if args.skip_invalid_images:
+        overrides["skip_invalid_images"] = True
+    if args.config:
+        file_values = json.loads(Path(args.config).read_text())
+        overrides = {**file_values, **overrides}
+    config = build_train_config(args.preset, overrides)
+    result = train(config, progress=not args.no_progress)
+    print(f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
+    if result.scores:
+        print("held-out judge accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items() if k != "images"))
+    print(f"model: {result.output_dir}  samples: {result.output_dir / 'samples.png'}")
+    return 130 if result.interrupted else 0
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from limner.pipelines import TextToImagePipeline
+    from limner.utils.images import make_grid, save_png
+
+    if not 1 <= args.num_images <= 256:
+        print(f"limner: error: -n must be between 1 and 256, got {args.num_images}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    images = pipe(args.prompts, num_images_per_prompt=args.num_images, seed=args.seed, truncation=args.truncation)
+    scale = max(1, 96 // images[0].width)
+    grid = make_grid(images, args.num_images, row_labels=args.prompts if len(args.prompts) > 1 else None, scale=scale)
+    metadata = {"prompt": " | ".join(args.prompts), "seed": args.seed, "model": str(Path(args.model_dir).resolve())}
+    save_png(grid, args.output, metadata)
+    print(f"wrote {args.output} ({len(images)} images)")
+    return 0
+
+
+_COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""A one-stage text-to-image GAN with deep text-image fusion (the DF-GAN family).
+
+Generator: noise -> linear -> (C, 4, 4) -> up-blocks. Each up-block fuses the
+condition [noise; sentence] into the image features through normalisation-free
+affine layers (per-channel scale and shift predicted from the condition).
+Discriminator: residual down-blocks to (C, 4, 4), then a conditional head that
+sees the features beside the sentence embedding.
+One config serves resolutions 32, 64, 128 and 256: the number of blocks follows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from limner.errors import ConfigError
+from limner.models.modeling import PretrainedModel
+
+RESOLUTIONS = (32, 64, 128, 256)
+
+
+def _check_resolution(resolution: int) -> int:
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+    return int(math.log2(resolution // 4))  # number of up- or down-blocks
+
+
+def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
+    """Channels at 4x4, 8x8, ... up to the output: the last `blocks + 1` multipliers."""
+    if len(multipliers) < blocks + 1:
+        raise ConfigError(f"channel_multipliers needs at least {blocks + 1} entries for this resolution, got {len(multipliers)}")
+    return [base * m for m in multipliers[-(blocks + 1):]]
+
+
+@dataclass
+class GeneratorConfig:
+    resolution: int = 32
+    text_dim: int = 384        # sentence embedding size of the text encoder
+    noise_dim: int = 100
+    base_channels: int = 32    # width scale; cost grows with its square
+    # channels per stage, coarse (4x4) to fine; 256 px uses all seven
+    channel_multipliers: tuple[int, ...] = (8, 8, 8, 8, 4, 2, 1)
+    condition_hidden: int = 256  # hidden width of the MLPs that predict scale and shift
+
+    def __post_init__(self) -> None:
+        _check_resolution(self.resolution)
+
+
+@dataclass
+class DiscriminatorConfig:
+    resolution: int = 32
+    text_dim: int = 384
+    base_channels: int = 32
+    channel_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)  # fine to coarse
+
+
+class TextStandardizer(nn.Module):
+    """Centres sentence embeddings on the training captions' mean and scales them to unit spread.
+
+    Captions of one domain share most of their embedding (all shapes captions
+    sit close together); what tells them apart is a small offset. Subtracting the
+    shared part and rescaling makes that offset the whole signal from step one,
+    instead of a 0.1-sized wrinkle next to the unit-variance noise. Identity until
+    `fit` is called; the statistics are buffers, so they travel with the weights.
+    """
+
+    def __init__(self, text_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(text_dim))
+        self.register_buffer("inv_std", torch.ones(()))
+
+    @torch.no_grad()
+    def fit(self, sentences: torch.Tensor) -> None:
+        """sentences (N, D): the embeddings of the training captions."""
+        self.mean.copy_(sentences.mean(0))
+        spread = (sentences - self.mean).pow(2).mean().sqrt()
+        self.inv_std.copy_(1.0 / spread.clamp(min=1e-6))
+
+    def forward(self, sentence: torch.Tensor) -> torch.Tensor:
+        return (sentence - self.mean) * self.inv_std
+
+
+class Affine(nn.Module):
+    """Per-channel scale and shift predicted from the condition; starts as identity."""
+
+    def __init__(self, condition_dim: int, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.scale = nn.Sequential(nn.Linear(condition_dim, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        self.shift = nn.Sequential(nn.Linear(condition_dim, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        nn.init.zeros_(self.scale[2].weight)
+        nn.init.ones_(self.scale[2].bias)
+        nn.init.zeros_(self.shift[2].weight)
+        nn.init.zeros_(self.shift[2].bias)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        scale = self.scale(condition)[:, :, None, None]  # (B, C, 1, 1)
+        shift = self.shift(condition)[:, :, None, None]
+        return x * scale + shift
+
+
+class FusionBlock(nn.Module):
+    """affine -> LeakyReLU -> affine -> LeakyReLU: two rounds of deep fusion."""
+
+    def __init__(self, condition_dim: int, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.affine1 = Affine(condition_dim, channels, hidden)
+        self.affine2 = Affine(condition_dim, channels, hidden)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.affine1(x, condition), 0.2)
+        return F.leaky_relu(self.affine2(x, condition), 0.2)
+
+
+class UpBlock(nn.Module):
+    """Upsample x2, then two fuse+conv rounds, with a residual shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fuse1 = FusionBlock(condition_dim, in_channels, hidden)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.fuse2 = FusionBlock(condition_dim, out_channels, hidden)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        residual = self.conv1(self.fuse1(x, condition))
+        residual = self.conv2(self.fuse2(residual, condition))
+        return self.shortcut(x) + residual
+
+
+class Generator(PretrainedModel):
+    config_class = GeneratorConfig
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__(config)
+        blocks = _check_resolution(config.resolution)
+        channels = _channel_plan(config.base_channels, config.channel_multipliers, blocks)
+        condition_dim = config.noise_dim + config.text_dim
+        self.text_norm = TextStandardizer(config.text_dim)
+        self.stem = nn.Linear(config.noise_dim, channels[0] * 4 * 4)
+        self.blocks = nn.ModuleList(
+            UpBlock(c_in, c_out, condition_dim, config.condition_hidden) for c_in, c_out in zip(channels, channels[1:])
+        )
+        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+
+    def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
+        condition = torch.cat([noise, self.text_norm(sentence)], dim=1)  # (B, Z + D)
+        x = self.stem(noise).view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
+        for block in self.blocks:
+            x = block(x, condition)
+        return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
+
+
+class DownBlock(nn.Module):
+    """Strided conv down x2 with a learned-gain residual over an avg-pooled shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+        )
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.gain = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.shortcut(x), 2) + self.gain * self.residual(x)
+
+
+class Discriminator(PretrainedModel):
+    config_class = DiscriminatorConfig
+
+    def __init__(self, config: DiscriminatorConfig) -> None:
+        super().__init__(config)
+        blocks = _check_resolution(config.resolution)
+        channels = [config.base_channels * m for m in config.channel_multipliers[: blocks + 1]]
+        if len(channels) < blocks + 1:
+            raise ConfigError(f"channel_multipliers needs at least {blocks + 1} entries for this resolution")
+        self.text_norm = TextStandardizer(config.text_dim)
+        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
+        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.head = nn.Sequential(
+            nn.Conv2d(channels[-1] + config.text_dim, channels[-1] // 4 * 2, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels[-1] // 4 * 2, 1, 4),
+        )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> features (B, C, 4, 4)."""
+        return self.blocks(self.from_rgb(images))
+
+    def logits(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """features (B, C, 4, 4), sentence (B, D) -> realness-and-match logits (B,)."""
+        text = self.text_norm(sentence)[:, :, None, None].expand(-1, -1, *features.shape[2:])  # (B, D, 4, 4)
+        return self.head(torch.cat([features, text], dim=1)).flatten()
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.features(images), sentence)
+
+
+def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise with every |value| > truncation redrawn (the truncation trick).
+
+    truncation <= 0 or >= 10 means no truncation.
+    """
+    noise = torch.randn(shape, generator=generator)
+    if 0 < truncation < 10:
+        outside = noise.abs() > truncation
+        while outside.any():
+            noise[outside] = torch.randn(int(outside.sum()), generator=generator)
+            outside = noise.abs() > truncation
+    return noise

@@ -1,0 +1,91 @@
+"""Inference: captions in, PIL images out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from limner.errors import ModelLoadError
+from limner.models import Generator, truncated_noise
+from limner.text import TextEncoder, load_text_encoder
+from limner.utils.images import to_pil
+
+MODEL_INDEX = "model_index.json"
+
+
+class TextToImagePipeline:
+    """A generator and its text encoder.
+
+    >>> pipe = TextToImagePipeline.from_pretrained("outputs/shapes")
+    >>> images = pipe(["a small red circle in the top left"], num_images_per_prompt=4, seed=0)
+    """
+
+    def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64):
+        self.generator = generator.eval()
+        self.text_encoder = text_encoder
+        self.truncation = truncation
+        self.max_batch_size = max_batch_size
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        num_images_per_prompt: int = 1,
+        seed: int | None = None,
+        truncation: float | None = None,
+    ) -> list[Image.Image]:
+        """Images grouped by prompt: all of prompt 0's, then prompt 1's, ..."""
+        return to_pil(self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation))
+
+    @torch.no_grad()
+    def generate_tensors(self, prompts: str | Sequence[str], *, num_images_per_prompt: int = 1, seed: int | None = None, truncation: float | None = None) -> torch.Tensor:
+        """Like __call__, but returns (N, 3, H, W) in [-1, 1]."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ValueError("prompts must be one or more non-empty strings")
+        if num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
+        rng = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        sentence = self.text_encoder.encode(prompts).sentence.repeat_interleave(num_images_per_prompt, 0)  # (N, D)
+        noise = truncated_noise(
+            (sentence.shape[0], self.generator.config.noise_dim),
+            truncation=self.truncation if truncation is None else truncation,
+            generator=rng,
+        )
+        chunks = [
+            self.generator(noise[i : i + self.max_batch_size], sentence[i : i + self.max_batch_size])
+            for i in range(0, sentence.shape[0], self.max_batch_size)
+        ]
+        return torch.cat(chunks)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.generator.save_pretrained(folder / "generator")
+        (folder / "text_encoder").mkdir(exist_ok=True)
+        (folder / "text_encoder" / "config.json").write_text(json.dumps(self.text_encoder.config(), indent=2) + "\n")
+        index = {
+            "_class_name": type(self).__name__,
+            "generator": ["limner", "Generator"],
+            "text_encoder": ["limner", type(self.text_encoder).__name__],
+            "truncation": self.truncation,
+        }
+        (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "TextToImagePipeline":
+        folder = Path(folder)
+        if not (folder / MODEL_INDEX).is_file():
+            raise ModelLoadError(f"{folder}: no {MODEL_INDEX}; is this a folder written by `limner train`?")
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        generator = Generator.from_pretrained(folder / "generator")
+        encoder_config = json.loads((folder / "text_encoder" / "config.json").read_text())
+        text_encoder = load_text_encoder(encoder_config)
+        if text_encoder.dim != generator.config.text_dim:
+            raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
+        return cls(generator, text_encoder, truncation=index.get("truncation", 1.0))

@@ -1,0 +1,78 @@
+"""Training configuration: defaults < preset file < command-line flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from limner.config import config_from_dict, merge_config
+from limner.errors import ConfigError
+from limner.models import DiscriminatorConfig, GeneratorConfig
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train_data_dir: str = "shapes"        # an imagefolder path, or a builtin dataset: shapes, emoji
+    resolution: int = 32
+    skip_invalid_images: bool = False     # skip and count bad images/lines instead of stopping
+    # text
+    text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
+    text_pooling: str | None = None       # None: the family's default (mean, last or eos)
+    # models
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
+    train_batch_size: int = 64
+    max_train_steps: int = 2000
+    max_train_minutes: float | None = None  # stop early when this wall-clock budget is spent
+    learning_rate: float = 1e-4           # generator
+    discriminator_learning_rate: float = 4e-4
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.9
+    gp_weight: float = 2.0
+    gp_power: float = 6.0
+    ema_decay: float = 0.999
+    # bookkeeping
+    output_dir: str = "outputs/run"
+    seed: int = 0
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int = 2
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    logging_steps: int = 10
+    validation_steps: int = 500
+    validation_prompts: tuple[str, ...] = ()
+    validation_images_per_prompt: int = 6
+    truncation: float = 1.0               # noise truncation for validation grids and the saved pipeline
+
+    def __post_init__(self) -> None:
+        for name in ("train_batch_size", "max_train_steps", "checkpointing_steps", "logging_steps", "validation_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.train_batch_size < 2:
+            raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def model_configs(self, text_dim: int) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+        """Generator and discriminator configs with resolution and text size filled in."""
+        generator = merge_config(self.generator, {"resolution": self.resolution, "text_dim": text_dim})
+        discriminator = merge_config(self.discriminator, {"resolution": self.resolution, "text_dim": text_dim})
+        return generator, discriminator
+
+
+PRESETS = ("shapes", "emoji")
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets are {list(PRESETS)}")
+    return json.loads(resources.files("limner").joinpath(f"presets/{name}.json").read_text())
+
+
+def build_train_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    values: dict[str, Any] = load_preset(preset) if preset else {}
+    config = config_from_dict(TrainConfig, values, where=f"preset {preset}" if preset else "TrainConfig")
+    return merge_config(config, overrides or {})

@@ -1,0 +1,35 @@
+"""GAN losses as pure functions of logits and tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor, mismatched: torch.Tensor) -> torch.Tensor:
+    """Discriminator hinge loss with a mismatched-caption term (real image, wrong caption is 'fake').
+
+    real, fake, mismatched: logits (B,). The two negative terms share the weight of one.
+    """
+    return F.relu(1.0 - real).mean() + 0.5 * (F.relu(1.0 + fake).mean() + F.relu(1.0 + mismatched).mean())
+
+
+def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """Generator hinge loss: raise the discriminator's logits on generated images (B,)."""
+    return -fake.mean()
+
+
+def matching_aware_gp(
+    logits: torch.Tensor, images: torch.Tensor, sentence: torch.Tensor, *, weight: float = 2.0, power: float = 6.0
+) -> torch.Tensor:
+    """Matching-aware gradient penalty: weight * E[ ||grad of D wrt (image, sentence)||^power ].
+
+    Computed on real images with their own captions; `images` and `sentence`
+    must require grad and `logits` must depend on both.
+    """
+    grad_images, grad_sentence = torch.autograd.grad(
+        outputs=logits.sum(), inputs=(images, sentence), create_graph=True
+    )
+    grads = torch.cat([grad_images.flatten(1), grad_sentence.flatten(1)], dim=1)  # (B, HW*3 + D)
+    norm = grads.pow(2).sum(dim=1).sqrt()
+    return weight * norm.pow(power).mean()

@@ -1,0 +1,202 @@
+"""The GAN trainer: builds data, text encoder and models, then runs the step loop.
+
+It only orchestrates (schedule, logging, validation grids, checkpoints); the
+math lives in `gan_step` and `losses`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from limner.config import config_to_dict
+from limner.data import ImageFolder, builtin_data_dir
+from limner.data import shapes
+from limner.data.builders import BUILTIN_DATASETS
+from limner.metrics import shapes_accuracy
+from limner.models import Discriminator, Generator
+from limner.pipelines import TextToImagePipeline
+from limner.text import BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
+from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
+from limner.training.config import TrainConfig
+from limner.training.data import CaptionedImages
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
+from limner.utils.images import make_grid, save_png
+
+log = logging.getLogger("limner.train")
+BAG_OF_WORDS = "bag-of-words"
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    train_seconds: float
+    images_per_second: float
+    last_losses: dict[str, float] = field(default_factory=dict)
+    scores: dict | None = None
+    interrupted: bool = False
+
+
+def resolve_data_dir(config: TrainConfig) -> Path:
+    if config.train_data_dir in BUILTIN_DATASETS:
+        return builtin_data_dir(config.train_data_dir, config.resolution)
+    return Path(config.train_data_dir)
+
+
+def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEncoder:
+    if config.text_encoder == BAG_OF_WORDS:
+        return BagOfWordsEncoder.from_captions(train_captions)
+    return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_root = self.output_dir / "checkpoints"
+        torch.manual_seed(config.seed)
+        self.sampler_rng = torch.Generator().manual_seed(config.seed)
+        self.data_dir = resolve_data_dir(config)
+        folder = ImageFolder(self.data_dir, "train", skip_invalid=config.skip_invalid_images)
+        images = folder.load_images(config.resolution, progress=progress)
+        if folder.skipped:
+            log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), self.data_dir, folder.skipped[0])
+        self.skipped = folder.skipped
+        self.text_encoder = build_text_encoder(config, folder.captions)
+        self.data = CaptionedImages.from_folder(folder, images, CachedTextEncoder(self.text_encoder))
+        self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
+        generator_config, discriminator_config = config.model_configs(self.text_encoder.dim)
+        generator = Generator(generator_config)
+        generator.text_norm.fit(self.data.sentence_table)
+        discriminator = Discriminator(discriminator_config)
+        discriminator.text_norm.fit(self.data.sentence_table)
+        self.models = GANModels(generator, discriminator, copy.deepcopy(generator).eval())
+        for param in self.models.ema.parameters():
+            param.requires_grad_(False)
+        betas = (config.adam_beta1, config.adam_beta2)
+        self.optimizers = GANOptimizers(
+            torch.optim.Adam(self.models.generator.parameters(), lr=config.learning_rate, betas=betas),
+            torch.optim.Adam(self.models.discriminator.parameters(), lr=config.discriminator_learning_rate, betas=betas),
+        )
+        self.step = 0
+        if config.resume_from_checkpoint:
+            checkpoint = resolve_checkpoint(self.checkpoint_root, config.resume_from_checkpoint)
+            if checkpoint is not None:
+                self.step = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
+                log.info("resumed from %s at step %d", checkpoint, self.step)
+
+    def _default_prompts(self) -> list[str]:
+        try:
+            return ImageFolder(self.data_dir, "test").captions[:6]
+        except Exception:  # no test split: show training captions
+            return self.data.captions[:6]
+
+    def pipeline(self) -> TextToImagePipeline:
+        return TextToImagePipeline(self.models.ema, self.text_encoder, truncation=self.config.truncation)
+
+    def train(self) -> TrainResult:
+        config = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "training_config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+        writer = _tensorboard_writer(self.output_dir / "logs")
+        start_step, started = self.step, time.perf_counter()
+        budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
+        losses: dict[str, float] = {}
+        bar = tqdm(total=config.max_train_steps, initial=self.step, desc="training", disable=not self.progress, dynamic_ncols=True)
+        interrupted = False
+        try:
+            while self.step < config.max_train_steps and time.perf_counter() - started < budget:
+                losses = self._train_one_step()
+                self.step += 1
+                elapsed = time.perf_counter() - started
+                images_per_second = (self.step - start_step) * config.train_batch_size / max(elapsed, 1e-9)
+                bar.update(1)
+                if self.step % config.logging_steps == 0:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("d_loss", "g_loss", "gp")} | {"img/s": f"{images_per_second:.0f}"})
+                    for name, value in losses.items():
+                        writer.add_scalar(f"train/{name}", value, self.step)
+                    writer.add_scalar("train/images_per_second", images_per_second, self.step)
+                if self.step % config.validation_steps == 0:
+                    self._validate(writer)
+                if self.step % config.checkpointing_steps == 0:
+                    self._checkpoint()
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted at step %d: saving a checkpoint before stopping", self.step)
+        finally:
+            bar.close()
+        train_seconds = time.perf_counter() - started
+        self._checkpoint()
+        self.pipeline().save_pretrained(self.output_dir)
+        self._validate(writer, final=True)
+        writer.close()
+        scores = self._final_scores()
+        return TrainResult(
+            output_dir=self.output_dir,
+            steps=self.step,
+            train_seconds=train_seconds,
+            images_per_second=(self.step - start_step) * config.train_batch_size / max(train_seconds, 1e-9),
+            last_losses=losses,
+            scores=scores,
+            interrupted=interrupted,
+        )
+
+    def _train_one_step(self) -> dict[str, float]:
+        config = self.config
+        images, sentence, mismatched = self.data.sample(config.train_batch_size, self.sampler_rng)
+        noise = torch.randn(config.train_batch_size, self.models.generator.config.noise_dim, generator=self.sampler_rng)
+        batch = GANBatch(images=images, sentence=sentence, mismatched=mismatched, noise=noise)
+        # EMA warm-up: early weights are noise, so the average starts short and lengthens.
+        ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
+        return gan_train_step(self.models, self.optimizers, batch, gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay)
+
+    def _validate(self, writer, *, final: bool = False) -> None:
+        n = self.config.validation_images_per_prompt
+        images = self.pipeline()(self.validation_prompts, num_images_per_prompt=n, seed=self.config.seed)
+        grid = make_grid(images, n, row_labels=self.validation_prompts, scale=max(1, 96 // self.config.resolution))
+        name = "samples.png" if final else f"validation/step-{self.step:06d}.png"
+        save_png(grid, self.output_dir / name, {"prompts": json.dumps(self.validation_prompts), "seed": self.config.seed, "step": self.step})
+        writer.add_image("validation", torch.from_numpy(np.array(grid)).permute(2, 0, 1), self.step)
+
+    def _final_scores(self) -> dict | None:
+        """For the shapes dataset: the judge's accuracy on held-out compositions, in scores.json."""
+        info_path = self.data_dir / "dataset_info.json"
+        if not info_path.is_file() or json.loads(info_path.read_text()).get("name") != "shapes":
+            return None
+        targets = [(c.caption, c) for c in shapes.held_out_compositions()]
+        scores = shapes_accuracy(self.pipeline(), targets, images_per_caption=10, seed=self.config.seed)
+        report = {"split": "held-out compositions", "images_per_caption": 10, "steps": self.step, **scores}
+        (self.output_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+        return scores
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.checkpoint_root, self.step, self.models, self.optimizers, self.sampler_rng)
+        prune_checkpoints(self.checkpoint_root, self.config.checkpoints_total_limit)
+
+
+def _tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time: log nowhere
+        return _NullWriter()
+    return SummaryWriter(str(folder))
+
+
+class _NullWriter:
+    def add_scalar(self, *args, **kwargs) -> None: ...
+    def add_image(self, *args, **kwargs) -> None: ...
+    def close(self) -> None: ...
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    return Trainer(config, progress=progress).train()

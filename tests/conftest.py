@@ -1,0 +1,46 @@
+import pytest
+
+from limner.data import build_shapes
+from limner.models import DiscriminatorConfig, GeneratorConfig
+
+TINY_GENERATOR = {"base_channels": 4, "noise_dim": 8, "condition_hidden": 16}
+TINY_DISCRIMINATOR = {"base_channels": 4}
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """A small shapes imagefolder: 96 train and 24 test images at 32x32."""
+    folder = tmp_path_factory.mktemp("shapes")
+    build_shapes(folder, resolution=32, train_size=96, test_size=24, seed=0)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIMNER_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_train_overrides(data_dir, output_dir, **extra):
+    return {
+        "train_data_dir": str(data_dir),
+        "output_dir": str(output_dir),
+        "text_encoder": "bag-of-words",
+        "train_batch_size": 8,
+        "max_train_steps": 4,
+        "max_train_minutes": None,
+        "checkpointing_steps": 2,
+        "validation_steps": 2,
+        "logging_steps": 1,
+        "validation_images_per_prompt": 2,
+        "generator": TINY_GENERATOR,
+        "discriminator": TINY_DISCRIMINATOR,
+        **extra,
+    }
+
+
+def tiny_generator_config(**extra) -> GeneratorConfig:
+    return GeneratorConfig(**{**TINY_GENERATOR, "text_dim": 12, **extra})
+
+
+def tiny_discriminator_config(**extra) -> DiscriminatorConfig:
+    return DiscriminatorConfig(**{**TINY_DISCRIMINATOR, "text_dim": 12, **extra})

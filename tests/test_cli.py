@@ -1,0 +1,46 @@
+import json
+
+from limner.cli import main
+from limner.pipelines import TextToImagePipeline
+from limner.utils.images import png_metadata
+from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
+
+
+def test_data_shapes_writes_an_imagefolder(tmp_path, capsys):
+    assert main(["data", "shapes", "--out", str(tmp_path / "ds"), "--train-size", "20", "--test-size", "5"]) == 0
+    assert "20 train, 5 test" in capsys.readouterr().out
+    lines = (tmp_path / "ds" / "test" / "metadata.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and json.loads(lines[0])["text"].startswith("a ")
+
+
+def test_train_then_generate(tiny_shapes, tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
+    out = tmp_path / "model"
+    code = main([
+        "train", "--preset", "shapes", "--config", str(config), "--train-data-dir", str(tiny_shapes),
+        "--text-encoder", "bag-of-words", "--train-batch-size", "8", "--max-train-steps", "3",
+        "--max-train-minutes", "5", "--checkpointing-steps", "2", "--output-dir", str(out), "--no-progress",
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "trained 3 steps" in printed and "held-out judge accuracy" in printed
+    TextToImagePipeline.from_pretrained(out)
+
+    grid = tmp_path / "grid.png"
+    assert main(["generate", str(out), "a small red circle in the top left", "-n", "8", "-o", str(grid), "--seed", "5"]) == 0
+    metadata = png_metadata(grid)
+    assert metadata["prompt"] == "a small red circle in the top left" and metadata["seed"] == "5"
+    assert metadata["model"].endswith("model")
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["generate", str(tmp_path / "missing"), "a cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("limner: error:") and "model_index.json" in err and "Traceback" not in err
+    assert main(["train", "--preset", "nope"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["train", "--train-data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--resolution", "40"]) == 2
+    assert "multiple of 16" in capsys.readouterr().err

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from limner.config import config_from_dict, config_to_dict, load_config_json, save_config_json
+from limner.errors import ConfigError
+from limner.models import GeneratorConfig
+from limner.training import TrainConfig, build_train_config
+
+
+def test_train_config_round_trips_through_json(tmp_path):
+    config = build_train_config("shapes", {"max_train_steps": 7, "generator": {"base_channels": 8}})
+    save_config_json(config, tmp_path / "c.json")
+    assert load_config_json(TrainConfig, tmp_path / "c.json") == config
+
+
+def test_unknown_key_is_rejected_with_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['base_channel'\].*valid keys"):
+        config_from_dict(GeneratorConfig, {"base_channel": 8})
+
+
+def test_nested_unknown_key_names_its_path():
+    with pytest.raises(ConfigError, match=r"generator.*unknown key"):
+        build_train_config("shapes", {"generator": {"nope": 1}})
+
+
+def test_flags_override_preset_which_overrides_defaults():
+    config = build_train_config("shapes", {"seed": 5})
+    assert config.seed == 5
+    assert config.resolution == 32 and config.output_dir == "outputs/shapes"
+    assert TrainConfig().output_dir == "outputs/run"
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(ConfigError, match="resolution must be one of"):
+        config_from_dict(GeneratorConfig, {"resolution": 48})
+    with pytest.raises(ConfigError, match="train_batch_size must be at least 2"):
+        build_train_config(None, {"train_batch_size": 1})
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        build_train_config("nope")
+
+
+def test_tuples_survive_the_trip():
+    config = config_from_dict(GeneratorConfig, json.loads(json.dumps(config_to_dict(GeneratorConfig()))))
+    assert config == GeneratorConfig()

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from limner.errors import ConfigError, ModelLoadError
+from limner.models import Discriminator, Generator, truncated_noise
+from tests.conftest import tiny_discriminator_config, tiny_generator_config
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_generator_and_discriminator_shapes_and_ranges(resolution):
+    generator = Generator(tiny_generator_config(resolution=resolution))
+    discriminator = Discriminator(tiny_discriminator_config(resolution=resolution))
+    images = generator(torch.randn(3, 8), torch.randn(3, 12))
+    assert images.shape == (3, 3, resolution, resolution)
+    assert images.min() >= -1 and images.max() <= 1
+    assert discriminator(images, torch.randn(3, 12)).shape == (3,)
+
+
+def test_256_builds_from_the_same_config():
+    generator = Generator(tiny_generator_config(resolution=256, base_channels=2))
+    assert generator(torch.randn(1, 8), torch.randn(1, 12)).shape == (1, 3, 256, 256)
+
+
+def test_generator_depends_on_the_caption():
+    generator = Generator(tiny_generator_config())
+    torch.nn.init.normal_(generator.blocks[0].fuse1.affine1.shift[2].weight)  # leave identity init
+    noise = torch.randn(2, 8)
+    a = generator(noise, torch.randn(2, 12))
+    b = generator(noise, torch.randn(2, 12))
+    assert not torch.allclose(a, b)
+
+
+def test_save_and_load_give_identical_outputs(tmp_path):
+    generator = Generator(tiny_generator_config(resolution=64))
+    generator.save_pretrained(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g")
+    assert loaded.config == generator.config
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    assert torch.equal(generator.eval()(noise, sentence), loaded(noise, sentence))
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_loading_the_wrong_thing_is_a_clear_error(tmp_path):
+    Discriminator(tiny_discriminator_config()).save_pretrained(tmp_path / "d")
+    with pytest.raises(ModelLoadError, match="holds a Discriminator, not a Generator"):
+        Generator.from_pretrained(tmp_path / "d")
+    with pytest.raises(ModelLoadError, match="config.json is missing"):
+        Generator.from_pretrained(tmp_path / "empty")
+
+
+def test_unsupported_resolution():
+    with pytest.raises(ConfigError, match=r"resolution must be one of \(32, 64, 128, 256\)"):
+        tiny_generator_config(resolution=100)
+
+
+def test_truncated_noise_stays_inside_the_threshold():
+    noise = truncated_noise((1000, 16), truncation=0.5, generator=torch.Generator().manual_seed(0))
+    assert noise.abs().max() <= 0.5 and noise.std() > 0.2
+    same = truncated_noise((1000, 16), truncation=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(noise, same)

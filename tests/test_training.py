@@ -1,0 +1,117 @@
+import copy
+import shutil
+
+import pytest
+import torch
+
+from limner.models import Discriminator, Generator
+from limner.training import Trainer, build_train_config
+from limner.training.checkpoint import list_checkpoints, resolve_checkpoint
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
+from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
+
+
+def _models(seed=0):
+    torch.manual_seed(seed)
+    generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32))
+    discriminator = Discriminator(tiny_discriminator_config(base_channels=8))
+    models = GANModels(generator, discriminator, copy.deepcopy(generator))
+    optimizers = GANOptimizers(
+        torch.optim.Adam(generator.parameters(), lr=2e-3, betas=(0.0, 0.9)),
+        torch.optim.Adam(discriminator.parameters(), lr=2e-3, betas=(0.0, 0.9)),
+    )
+    return models, optimizers
+
+
+def test_gan_overfits_one_batch():
+    """Two fixed images, each with its own caption: the generator learns to draw each one."""
+    models, optimizers = _models()
+    target = torch.full((2, 3, 32, 32), -1.0)
+    target[0, 0, 4:14, 4:14] = 1.0     # a red square top left for caption 0
+    target[1, 2, 18:30, 18:30] = 1.0   # a blue square bottom right for caption 1
+    sentence = torch.eye(12)[:2]
+    images, captions = target.repeat(4, 1, 1, 1), sentence.repeat(4, 1)
+    mismatched = captions.roll(1, 0)
+
+    def error():
+        with torch.no_grad():
+            fake = models.generator(torch.randn(8, 8), captions)
+        return (fake - images).abs().mean().item()
+
+    before = error()
+    for _ in range(300):
+        gan_train_step(models, optimizers, GANBatch(images, captions, mismatched, torch.randn(8, 8)), ema_decay=0.9)
+    after = error()
+    assert after < 0.25 * before, (before, after)
+
+
+def test_step_reports_finite_losses_and_moves_ema():
+    models, optimizers = _models()
+    ema_before = [p.clone() for p in models.ema.parameters()]
+    batch = GANBatch(torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 12), torch.randn(4, 12), torch.randn(4, 8))
+    losses = gan_train_step(models, optimizers, batch, ema_decay=0.5)
+    assert set(losses) >= {"d_loss", "g_loss", "gp"} and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(ema_before, models.ema.parameters()))
+    assert all(p.grad is None or p.requires_grad for p in models.discriminator.parameters())
+
+
+def _trainer(data, out, **extra):
+    return Trainer(build_train_config(None, tiny_train_overrides(data, out, **extra)), progress=False)
+
+
+def test_training_writes_model_grids_logs_and_checkpoints(tiny_shapes, tmp_path):
+    result = _trainer(tiny_shapes, tmp_path / "run").train()
+    out = tmp_path / "run"
+    assert result.steps == 4
+    for name in ("model_index.json", "generator/config.json", "generator/model.safetensors", "text_encoder/config.json",
+                 "samples.png", "training_config.json", "validation/step-000002.png", "scores.json"):
+        assert (out / name).is_file(), name
+    assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [2, 4]
+    assert any((out / "logs").iterdir())
+    assert set(result.scores) >= {"all", "color", "shape", "size", "position"}
+
+
+def test_resume_continues_exactly(tiny_shapes, tmp_path):
+    straight = _trainer(tiny_shapes, tmp_path / "a", max_train_steps=4)
+    straight.train()
+    first = _trainer(tiny_shapes, tmp_path / "b", max_train_steps=2)
+    first.train()
+    resumed = _trainer(tiny_shapes, tmp_path / "b", max_train_steps=4, resume_from_checkpoint="latest")
+    assert resumed.step == 2
+    resumed.train()
+    for a, b in zip(straight.models.generator.parameters(), resumed.models.generator.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.models.ema.parameters(), resumed.models.ema.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_half_written_checkpoint_is_never_picked(tiny_shapes, tmp_path):
+    _trainer(tiny_shapes, tmp_path / "run", max_train_steps=2, checkpointing_steps=2).train()
+    root = tmp_path / "run" / "checkpoints"
+    # What a kill in the middle of saving step 4 leaves behind:
+    shutil.copytree(root / "checkpoint-2", root / ".checkpoint-4.tmp")
+    (root / ".checkpoint-4.tmp" / "training_state.pt").unlink()
+    assert resolve_checkpoint(root, "latest") == root / "checkpoint-2"
+    resumed = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=3, resume_from_checkpoint="latest")
+    assert resumed.step == 2
+
+
+def test_resume_latest_with_no_checkpoint_starts_fresh(tiny_shapes, tmp_path):
+    assert _trainer(tiny_shapes, tmp_path / "new", resume_from_checkpoint="latest").step == 0
+
+
+def test_interrupt_saves_a_checkpoint(tiny_shapes, tmp_path, monkeypatch):
+    trainer = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=50, checkpointing_steps=100)
+    calls = {"n": 0}
+    original = trainer._train_one_step
+
+    def interrupted_after_three():
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original()
+
+    monkeypatch.setattr(trainer, "_train_one_step", interrupted_after_three)
+    result = trainer.train()
+    assert result.interrupted and result.steps == 3
+    assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
