@@ -136,7 +136,7 @@ def read_attributes(image: Image.Image) -> dict[str, str | None]:
     """
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3)
     side = pixels.shape[0]
-    mask = pixels.max(axis=2) > _FOREGROUND_THRESHOLD
+    mask = _largest_blob(pixels.max(axis=2) > _FOREGROUND_THRESHOLD)
     result: dict[str, str | None] = {name: None for name in ATTRIBUTES}
     if mask.sum() < 4:
         return result
@@ -164,6 +164,17 @@ def judge(image: Image.Image, caption: str | Composition) -> dict[str, bool]:
     verdict = {name: seen[name] == value for name, value in target.attributes().items()}
     verdict["all"] = all(verdict.values())
     return verdict
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of `mask`; stray specks elsewhere are not the object."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
 
 
 def _nearest_size(box_side: float) -> str | None:

@@ -45,6 +45,9 @@ class GeneratorConfig:
     # channels per stage, coarse (4x4) to fine; 256 px uses all seven
     channel_multipliers: tuple[int, ...] = (8, 8, 8, 8, 4, 2, 1)
     condition_hidden: int = 256  # hidden width of the MLPs that predict scale and shift
+    # feed [noise; sentence] to the 4x4 stem too (DF-GAN feeds noise only); the per-channel
+    # affines cannot move things in space, so a text-aware stem lays out position sooner
+    text_in_stem: bool = True
 
     def __post_init__(self) -> None:
         _check_resolution(self.resolution)
@@ -56,6 +59,9 @@ class DiscriminatorConfig:
     text_dim: int = 384
     base_channels: int = 32
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)  # fine to coarse
+    # spectral norm on every conv: keeps the critic Lipschitz-bounded, so short CPU runs
+    # do not collapse early (the gradient penalty alone acts only on real images)
+    spectral_norm: bool = True
 
 
 class TextStandardizer(nn.Module):
@@ -142,7 +148,8 @@ class Generator(PretrainedModel):
         channels = _channel_plan(config.base_channels, config.channel_multipliers, blocks)
         condition_dim = config.noise_dim + config.text_dim
         self.text_norm = TextStandardizer(config.text_dim)
-        self.stem = nn.Linear(config.noise_dim, channels[0] * 4 * 4)
+        stem_in = condition_dim if config.text_in_stem else config.noise_dim
+        self.stem = nn.Linear(stem_in, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
             UpBlock(c_in, c_out, condition_dim, config.condition_hidden) for c_in, c_out in zip(channels, channels[1:])
         )
@@ -151,7 +158,8 @@ class Generator(PretrainedModel):
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
         condition = torch.cat([noise, self.text_norm(sentence)], dim=1)  # (B, Z + D)
-        x = self.stem(noise).view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
+        x = self.stem(condition if self.config.text_in_stem else noise)
+        x = x.view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
         for block in self.blocks:
             x = block(x, condition)
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
@@ -192,14 +200,23 @@ class Discriminator(PretrainedModel):
             nn.LeakyReLU(0.2),
             nn.Conv2d(channels[-1] // 4 * 2, 1, 4),
         )
+        if config.spectral_norm:
+            for module in list(self.modules()):
+                if isinstance(module, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> features (B, C, 4, 4)."""
         return self.blocks(self.from_rgb(images))
 
-    def logits(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        """features (B, C, 4, 4), sentence (B, D) -> realness-and-match logits (B,)."""
-        text = self.text_norm(sentence)[:, :, None, None].expand(-1, -1, *features.shape[2:])  # (B, D, 4, 4)
+    def logits(self, features: torch.Tensor, sentence: torch.Tensor, *, standardized: bool = False) -> torch.Tensor:
+        """features (B, C, 4, 4), sentence (B, D) -> realness-and-match logits (B,).
+
+        With standardized=True, `sentence` has already been through `text_norm`
+        (the gradient penalty differentiates in that space).
+        """
+        text = sentence if standardized else self.text_norm(sentence)
+        text = text[:, :, None, None].expand(-1, -1, *features.shape[2:])  # (B, D, 4, 4)
         return self.head(torch.cat([features, text], dim=1)).flatten()
 
     def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,10 @@ def gan_train_step(
     fake = generator(batch.noise, batch.sentence)  # (B, 3, H, W)
 
     images = batch.images.detach().requires_grad_(True)
-    sentence = batch.sentence.detach().requires_grad_(True)
+    # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
+    sentence = discriminator.text_norm(batch.sentence).detach().requires_grad_(True)
     real_features = discriminator.features(images)
-    real_logits = discriminator.logits(real_features, sentence)
+    real_logits = discriminator.logits(real_features, sentence, standardized=True)
     mismatched_logits = discriminator.logits(real_features, batch.mismatched)
     fake_logits = discriminator(fake.detach(), batch.sentence)
     d_hinge = hinge_d_loss(real_logits, fake_logits, mismatched_logits)

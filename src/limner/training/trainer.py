@@ -113,6 +113,8 @@ class Trainer:
         budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
         losses: dict[str, float] = {}
         bar = tqdm(total=config.max_train_steps, initial=self.step, desc="training", disable=not self.progress, dynamic_ncols=True)
+        if config.max_train_minutes:
+            bar.set_description(f"training (max {config.max_train_minutes:g} min)")
         interrupted = False
         try:
             while self.step < config.max_train_steps and time.perf_counter() - started < budget:
