@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--output-dir", default="outputs/benchmarks/shapes_gan")
     parser.add_argument("--max-train-steps", type=int, default=100_000)
+    parser.add_argument("--override", default="{}", help='JSON of TrainConfig values over the preset, e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
 
     results = {}
@@ -71,6 +72,7 @@ def main() -> None:
         config = build_train_config("shapes", {
             "text_encoder": encoder, "output_dir": str(out),
             "max_train_minutes": args.minutes, "max_train_steps": args.max_train_steps,
+            **json.loads(args.override),
         })
         started = time.perf_counter()
         result = train(config)

@@ -43,3 +43,8 @@ def test_bad_values_are_rejected():
 def test_tuples_survive_the_trip():
     config = config_from_dict(GeneratorConfig, json.loads(json.dumps(config_to_dict(GeneratorConfig()))))
     assert config == GeneratorConfig()
+
+
+def test_absurd_resolution_is_refused_before_any_data_is_read():
+    with pytest.raises(ConfigError, match=r"resolution must be one of \(32, 64, 128, 256\), got 100000"):
+        build_train_config("shapes", {"resolution": 100000, "train_data_dir": "/nowhere"})

@@ -115,3 +115,31 @@ def test_interrupt_saves_a_checkpoint(tiny_shapes, tmp_path, monkeypatch):
     result = trainer.train()
     assert result.interrupted and result.steps == 3
     assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
+
+
+def test_a_single_caption_dataset_still_samples(tmp_path):
+    from limner.training.data import CaptionedImages
+
+    data = CaptionedImages(
+        images=torch.zeros(3, 3, 32, 32, dtype=torch.uint8), captions=["only"], sentence_table=torch.ones(1, 4),
+        caption_ids=torch.zeros(3, dtype=torch.long), offsets=torch.arange(3), counts=torch.ones(3, dtype=torch.long),
+    )
+    images, sentence, mismatched = data.sample(5, torch.Generator().manual_seed(0))
+    assert images.shape == (5, 3, 32, 32) and torch.equal(sentence, mismatched)
+
+
+def test_each_image_draws_among_its_own_captions():
+    from limner.training.data import CaptionedImages
+
+    table = torch.eye(3)
+    data = CaptionedImages(
+        images=torch.zeros(2, 3, 32, 32, dtype=torch.uint8), captions=["a", "b", "c"], sentence_table=table,
+        caption_ids=torch.tensor([0, 1, 2]), offsets=torch.tensor([0, 1]), counts=torch.tensor([1, 2]),
+    )
+    rng = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(50):
+        _, sentence, mismatched = data.sample(8, rng)
+        seen.update(sentence.argmax(1).tolist())
+        assert not (sentence == mismatched).all(dim=1).any()
+    assert seen == {0, 1, 2}

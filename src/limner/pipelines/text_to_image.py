@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Sequence
 
@@ -50,7 +51,7 @@ class TextToImagePipeline:
             raise ValueError("prompts must be one or more non-empty strings")
         if num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
-        rng = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         sentence = self.text_encoder.encode(prompts).sentence.repeat_interleave(num_images_per_prompt, 0)  # (N, D)
         noise = truncated_noise(
             (sentence.shape[0], self.generator.config.noise_dim),

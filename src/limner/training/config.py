@@ -10,6 +10,7 @@ from typing import Any
 from limner.config import config_from_dict, merge_config
 from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.models.gan import RESOLUTIONS
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TrainConfig:
     truncation: float = 1.0               # noise truncation for validation grids and the saved pipeline
 
     def __post_init__(self) -> None:
+        if self.resolution not in RESOLUTIONS:
+            raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
         for name in ("train_batch_size", "max_train_steps", "checkpointing_steps", "logging_steps", "validation_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

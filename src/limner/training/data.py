@@ -48,8 +48,9 @@ class CaptionedImages:
         index = torch.randint(len(self), (batch_size,), generator=rng)
         pick = (torch.rand(batch_size, generator=rng) * self.counts[index]).long()
         own = self.caption_ids[self.offsets[index] + pick]  # (B,)
-        other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
-        other = other + (other >= own).long()  # skip the true caption
-        if len(self.captions) == 1:
+        if len(self.captions) == 1:  # nothing to mismatch with: the term then teaches nothing
             other = own
+        else:
+            other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
+            other = other + (other >= own).long()  # skip the true caption
         return from_uint8(self.images[index]), self.sentence_table[own], self.sentence_table[other]

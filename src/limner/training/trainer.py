@@ -21,6 +21,7 @@ from limner.config import config_to_dict
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data import shapes
 from limner.data.builders import BUILTIN_DATASETS
+from limner.errors import DataError
 from limner.metrics import shapes_accuracy
 from limner.models import Discriminator, Generator
 from limner.pipelines import TextToImagePipeline
@@ -98,7 +99,7 @@ class Trainer:
     def _default_prompts(self) -> list[str]:
         try:
             return ImageFolder(self.data_dir, "test").captions[:6]
-        except Exception:  # no test split: show training captions
+        except DataError:  # no usable test split: show training captions
             return self.data.captions[:6]
 
     def pipeline(self) -> TextToImagePipeline:
