@@ -48,8 +48,6 @@ class GeneratorConfig:
     # feed [noise; sentence] to the 4x4 stem too (DF-GAN feeds noise only); the per-channel
     # affines cannot move things in space, so a text-aware stem lays out position sooner
     text_in_stem: bool = True
-    # keep only the k main directions of caption variation (0: all of them); see TextStandardizer
-    text_rank: int = 0
 
     def __post_init__(self) -> None:
         _check_resolution(self.resolution)
@@ -64,7 +62,6 @@ class DiscriminatorConfig:
     # spectral norm on every conv: keeps the critic Lipschitz-bounded, so short CPU runs
     # do not collapse early (the gradient penalty alone acts only on real images)
     spectral_norm: bool = True
-    text_rank: int = 0  # as in GeneratorConfig
 
 
 class TextStandardizer(nn.Module):
@@ -73,41 +70,24 @@ class TextStandardizer(nn.Module):
     Captions of one domain share most of their embedding (all shapes captions
     sit close together); what tells them apart is a small offset. Subtracting the
     shared part and rescaling makes that offset the whole signal from step one,
-    instead of a 0.1-sized wrinkle next to the unit-variance noise.
-
-    With rank k > 0 the offset is also projected onto the k directions along
-    which the training captions vary most, so wording that moves an embedding
-    in directions training never used (new word order, filler words) is
-    dropped rather than amplified. Identity until `fit` is called; the statistics
-    are buffers, so they travel with the weights.
+    instead of a 0.1-sized wrinkle next to the unit-variance noise. Identity until
+    `fit` is called; the statistics are buffers, so they travel with the weights.
     """
 
-    def __init__(self, text_dim: int, rank: int = 0) -> None:
+    def __init__(self, text_dim: int) -> None:
         super().__init__()
-        self.rank = rank
         self.register_buffer("mean", torch.zeros(text_dim))
         self.register_buffer("inv_std", torch.ones(()))
-        self.register_buffer("basis", torch.zeros(text_dim, rank))  # (D, k) orthonormal columns
 
     @torch.no_grad()
     def fit(self, sentences: torch.Tensor) -> None:
         """sentences (N, D): the embeddings of the training captions."""
         self.mean.copy_(sentences.mean(0))
-        centred = sentences - self.mean  # (N, D)
-        if self.rank:
-            _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # vh: (min(N, D), D)
-            k = min(self.rank, vh.shape[0])
-            self.basis.zero_()
-            self.basis[:, :k] = vh[:k].T
-            centred = centred @ self.basis @ self.basis.T
-        spread = centred.pow(2).mean().sqrt()
+        spread = (sentences - self.mean).pow(2).mean().sqrt()
         self.inv_std.copy_(1.0 / spread.clamp(min=1e-6))
 
     def forward(self, sentence: torch.Tensor) -> torch.Tensor:
-        centred = sentence - self.mean  # (B, D)
-        if self.rank:
-            centred = centred @ self.basis @ self.basis.T
-        return centred * self.inv_std
+        return (sentence - self.mean) * self.inv_std
 
 
 class Affine(nn.Module):
@@ -212,7 +192,7 @@ class Discriminator(PretrainedModel):
         channels = [config.base_channels * m for m in config.channel_multipliers[: blocks + 1]]
         if len(channels) < blocks + 1:
             raise ConfigError(f"channel_multipliers needs at least {blocks + 1} entries for this resolution")
-        self.text_norm = TextStandardizer(config.text_dim, config.text_rank)
+        self.text_norm = TextStandardizer(config.text_dim)
         self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
         self.head = nn.Sequential(

@@ -68,33 +68,45 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.sampler_rng = torch.Generator().manual_seed(config.seed)
         self.data_dir = resolve_data_dir(config)
-        folder = ImageFolder(self.data_dir, "train", skip_invalid=config.skip_invalid_images)
-        images = folder.load_images(config.resolution, progress=progress)
+        self.text_encoder, self.data = self._load_data()
+        self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
+        self.models = self._build_models()
+        self.optimizers = self._build_optimizers()
+        self.step = self._maybe_resume()
+
+    def _load_data(self) -> tuple[TextEncoder, CaptionedImages]:
+        folder = ImageFolder(self.data_dir, "train", skip_invalid=self.config.skip_invalid_images)
+        images = folder.load_images(self.config.resolution, progress=self.progress)
         if folder.skipped:
             log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), self.data_dir, folder.skipped[0])
         self.skipped = folder.skipped
-        self.text_encoder = build_text_encoder(config, folder.captions)
-        self.data = CaptionedImages.from_folder(folder, images, CachedTextEncoder(self.text_encoder))
-        self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
-        generator_config, discriminator_config = config.model_configs(self.text_encoder.dim)
-        generator = Generator(generator_config)
+        text_encoder = build_text_encoder(self.config, folder.captions)
+        return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder))
+
+    def _build_models(self) -> GANModels:
+        generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim)
+        generator, discriminator = Generator(generator_config), Discriminator(discriminator_config)
         generator.text_norm.fit(self.data.sentence_table)
-        discriminator = Discriminator(discriminator_config)
         discriminator.text_norm.fit(self.data.sentence_table)
-        self.models = GANModels(generator, discriminator, copy.deepcopy(generator).eval())
-        for param in self.models.ema.parameters():
-            param.requires_grad_(False)
-        betas = (config.adam_beta1, config.adam_beta2)
-        self.optimizers = GANOptimizers(
-            torch.optim.Adam(self.models.generator.parameters(), lr=config.learning_rate, betas=betas),
-            torch.optim.Adam(self.models.discriminator.parameters(), lr=config.discriminator_learning_rate, betas=betas),
+        ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        return GANModels(generator, discriminator, ema)
+
+    def _build_optimizers(self) -> GANOptimizers:
+        betas = (self.config.adam_beta1, self.config.adam_beta2)
+        return GANOptimizers(
+            torch.optim.Adam(self.models.generator.parameters(), lr=self.config.learning_rate, betas=betas),
+            torch.optim.Adam(self.models.discriminator.parameters(), lr=self.config.discriminator_learning_rate, betas=betas),
         )
-        self.step = 0
-        if config.resume_from_checkpoint:
-            checkpoint = resolve_checkpoint(self.checkpoint_root, config.resume_from_checkpoint)
-            if checkpoint is not None:
-                self.step = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
-                log.info("resumed from %s at step %d", checkpoint, self.step)
+
+    def _maybe_resume(self) -> int:
+        if not self.config.resume_from_checkpoint:
+            return 0
+        checkpoint = resolve_checkpoint(self.checkpoint_root, self.config.resume_from_checkpoint)
+        if checkpoint is None:
+            return 0
+        step = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
+        log.info("resumed from %s at step %d", checkpoint, step)
+        return step
 
     def _default_prompts(self) -> list[str]:
         try:
