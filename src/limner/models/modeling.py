@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -55,8 +54,3 @@ class PretrainedModel(torch.nn.Module):
         except RuntimeError as err:
             raise ModelLoadError(f"{weights_path}: weights do not fit the config ({err})") from err
         return model.eval()
-
-
-def copy_model_folder(src: Path, dst: Path) -> None:
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)

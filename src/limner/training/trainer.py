@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from limner.config import config_to_dict
+from limner.config import save_config_json
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data import shapes
 from limner.data.builders import BUILTIN_DATASETS
@@ -120,7 +120,7 @@ class Trainer:
     def train(self) -> TrainResult:
         config = self.config
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "training_config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+        save_config_json(config, self.output_dir / "training_config.json")
         writer = _tensorboard_writer(self.output_dir / "logs")
         start_step, started = self.step, time.perf_counter()
         budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
