@@ -1,6 +1,8 @@
 import torch
 
-from limner.training.losses import hinge_d_loss, hinge_g_loss, matching_aware_gp
+import math
+
+from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp
 
 
 def test_hinge_d_loss_by_hand():
@@ -32,3 +34,28 @@ def test_matching_aware_gp_is_differentiable():
     logits = weight * (images.flatten(1).sum(1) + sentence.sum(1))
     matching_aware_gp(logits, images, sentence).backward()
     assert weight.grad is not None and weight.grad > 0
+
+
+def test_contrastive_loss_by_hand():
+    # Orthogonal unit vectors, matched pairs: logits are 1/t on the diagonal, 0 elsewhere.
+    image = text = torch.eye(3)
+    expected = -math.log(math.exp(10.0) / (math.exp(10.0) + 2.0))
+    loss = contrastive_loss(image, text, torch.eye(3, dtype=torch.bool), temperature=0.1)
+    assert math.isclose(loss.item(), expected, rel_tol=1e-3)  # float32 near zero
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    image = torch.randn(6, 8)
+    positives = torch.eye(6, dtype=torch.bool)
+    matched = contrastive_loss(image, image + 0.01 * torch.randn(6, 8), positives)
+    shuffled = contrastive_loss(image, image.roll(1, 0), positives)
+    assert matched < shuffled
+
+
+def test_contrastive_loss_spreads_the_target_over_a_repeated_caption():
+    # Rows 0 and 1 share a caption, so each of them has two positives of weight 1/2.
+    # With logits 10 on the diagonal and 0 elsewhere, rows 0 and 1 cost L - 5 and row 2
+    # costs L - 10, where L = log(e^10 + 2); both directions alike.
+    shared = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    loss = contrastive_loss(torch.eye(3), torch.eye(3), shared, temperature=0.1)
+    assert math.isclose(loss.item(), math.log(math.exp(10.0) + 2.0) - 20.0 / 3.0, rel_tol=1e-5)

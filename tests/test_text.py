@@ -26,6 +26,18 @@ def test_minilm_knows_synonyms(minilm):
     assert big @ large > big @ blue
 
 
+def test_hidden_layer_pools_an_earlier_state(minilm):
+    embeddings = HuggingFaceTextEncoder(hidden_layer=0)
+    captions = ["a big circle", "a large circle"]
+    first, last = embeddings.encode(captions), minilm.encode(captions)
+    assert first.sentence.shape == last.sentence.shape and not torch.allclose(first.sentence, last.sentence)
+    assert embeddings.fingerprint != minilm.fingerprint  # never shares cache entries with the last layer
+    rebuilt = load_text_encoder(embeddings.config())
+    assert rebuilt.hidden_layer == 0 and torch.allclose(rebuilt.encode(captions).sentence, first.sentence)
+    with pytest.raises(ValueError, match="hidden_layer"):
+        HuggingFaceTextEncoder(hidden_layer=7)  # MiniLM has 6 layers: 0..6
+
+
 def test_cache_never_encodes_a_caption_twice(minilm, tmp_path):
     cache = CachedTextEncoder(minilm, tmp_path)
     first = cache.sentence_table(["a", "b", "a"], progress=False)

@@ -1,9 +1,11 @@
 import copy
+import math
 import shutil
 
 import pytest
 import torch
 
+from limner.errors import ConfigError
 from limner.models import Discriminator, Generator
 from limner.training import Trainer, build_train_config
 from limner.training.checkpoint import list_checkpoints, resolve_checkpoint
@@ -11,10 +13,10 @@ from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_tra
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
-def _models(seed=0):
+def _models(seed=0, contrastive_dim=0):
     torch.manual_seed(seed)
     generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32))
-    discriminator = Discriminator(tiny_discriminator_config(base_channels=8))
+    discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim))
     models = GANModels(generator, discriminator, copy.deepcopy(generator))
     optimizers = GANOptimizers(
         torch.optim.Adam(generator.parameters(), lr=2e-3, betas=(0.0, 0.9)),
@@ -53,6 +55,23 @@ def test_step_reports_finite_losses_and_moves_ema():
     assert set(losses) >= {"d_loss", "g_loss", "gp"} and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     assert any(not torch.equal(a, b) for a, b in zip(ema_before, models.ema.parameters()))
     assert all(p.grad is None or p.requires_grad for p in models.discriminator.parameters())
+
+
+def test_contrastive_step_trains_the_head_and_reports_each_term():
+    models, optimizers = _models(contrastive_dim=16)
+    head_before = models.discriminator.image_projection.weight.clone()
+    batch = GANBatch(torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 12), torch.randn(4, 12), torch.randn(4, 8))
+    losses = gan_train_step(models, optimizers, batch, contrastive_weight=1.0, image_contrastive_weight=1.0)
+    assert {"contrastive_real", "contrastive_fake", "contrastive_image"} <= set(losses)
+    assert all(math.isfinite(v) for v in losses.values())
+    assert not torch.equal(head_before, models.discriminator.image_projection.weight)
+
+
+def test_contrastive_weights_without_what_they_need_are_refused():
+    with pytest.raises(ConfigError, match="contrastive_dim"):
+        build_train_config("shapes", {"contrastive_weight": 1.0, "discriminator": {"contrastive_dim": 0}})
+    with pytest.raises(ConfigError, match="needs contrastive_weight"):
+        build_train_config("shapes", {"contrastive_weight": 0.0, "image_contrastive_weight": 1.0})
 
 
 def _trainer(data, out, **extra):

@@ -25,6 +25,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
     ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
     ("--text-pooling", "text_pooling", str, "mean, last, eos or cls (default: the family's own)"),
+    ("--text-hidden-layer", "text_hidden_layer", int, "which hidden state to pool: 0 embeddings, -1 last (default)"),
+    ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
     ("--train-batch-size", "train_batch_size", int, "images per step"),
     ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),
     ("--max-train-minutes", "max_train_minutes", float, "stop after this much training time"),

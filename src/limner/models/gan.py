@@ -62,6 +62,10 @@ class DiscriminatorConfig:
     # spectral norm on every conv: keeps the critic Lipschitz-bounded, so short CPU runs
     # do not collapse early (the gradient penalty alone acts only on real images)
     spectral_norm: bool = True
+    # size of the shared image-text space of the contrastive head (0: no head); the head
+    # scores every image against every caption of the batch (XMC-GAN's idea), a denser
+    # signal about what a caption asks for than one real/fake logit per pair
+    contrastive_dim: int = 0
 
 
 class TextStandardizer(nn.Module):
@@ -200,6 +204,9 @@ class Discriminator(PretrainedModel):
             nn.LeakyReLU(0.2),
             nn.Conv2d(channels[-1] // 4 * 2, 1, 4),
         )
+        if config.contrastive_dim > 0:
+            self.image_projection = nn.Linear(channels[-1], config.contrastive_dim)
+            self.text_projection = nn.Linear(config.text_dim, config.contrastive_dim)
         if config.spectral_norm:
             for module in list(self.modules()):
                 if isinstance(module, nn.Conv2d):
@@ -221,6 +228,14 @@ class Discriminator(PretrainedModel):
 
     def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         return self.logits(self.features(images), sentence)
+
+    def contrastive_embeddings(self, features: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, C, 4, 4), sentence (B, D) -> image and text vectors (B, E) in the shared space."""
+        if self.config.contrastive_dim <= 0:
+            raise ConfigError("this discriminator has no contrastive head (contrastive_dim is 0)")
+        image = self.image_projection(features.sum(dim=(2, 3)))
+        text = self.text_projection(self.text_norm(sentence))
+        return image, text
 
 
 def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -4,6 +4,10 @@ Pooling by family (stated in each encoder's config):
     bert, roberta, mpnet, distilbert, t5 encoder ...  "mean" over real tokens
     gpt2 and other causal LMs                          "last" real token
     clip text                                          "eos"  (CLIP's own pooler_output)
+
+`hidden_layer` picks which hidden state is pooled and returned as tokens:
+None is the last layer, 0 the embedding layer (word + position embeddings),
+negative numbers count from the end (-2: the penultimate layer).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class HuggingFaceTextEncoder(TextEncoder):
         pooling: str | None = None,
         normalize: bool = True,
         max_length: int = 64,
+        hidden_layer: int | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
@@ -80,6 +85,7 @@ class HuggingFaceTextEncoder(TextEncoder):
         self.normalize = normalize
         self.max_length = max_length
         self.model = _load_encoder_model(path, self.model_type).eval()
+        self.hidden_layer = _check_hidden_layer(hidden_layer, hf_config, name_or_path)
         for param in self.model.parameters():
             param.requires_grad_(False)
         if self.tokenizer.pad_token is None:
@@ -91,8 +97,12 @@ class HuggingFaceTextEncoder(TextEncoder):
         batch = self.tokenizer(
             captions, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
-        output = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        tokens = output.last_hidden_state  # (B, T, D)
+        output = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=self.hidden_layer is not None,
+        )
+        tokens = output.last_hidden_state if self.hidden_layer is None else output.hidden_states[self.hidden_layer]
         mask = batch["attention_mask"].bool()  # (B, T)
         sentence = self._pool(output, tokens, mask)
         if self.normalize:
@@ -105,7 +115,7 @@ class HuggingFaceTextEncoder(TextEncoder):
             return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         if self.pooling == "cls":
             return tokens[:, 0]
-        if self.pooling == "eos" and getattr(output, "pooler_output", None) is not None:
+        if self.pooling == "eos" and self.hidden_layer is None and getattr(output, "pooler_output", None) is not None:
             return output.pooler_output
         # "last" (and "eos" without a pooler): the last real token of each caption.
         last = mask.long().sum(1) - 1  # (B,)
@@ -118,7 +128,17 @@ class HuggingFaceTextEncoder(TextEncoder):
             "pooling": self.pooling,
             "normalize": self.normalize,
             "max_length": self.max_length,
+            "hidden_layer": self.hidden_layer,
         }
+
+
+def _check_hidden_layer(hidden_layer: int | None, hf_config: Any, name: str) -> int | None:
+    if hidden_layer is None:
+        return None
+    layers = int(getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "num_layers"))
+    if not -(layers + 1) <= hidden_layer <= layers:
+        raise ValueError(f"hidden_layer must be in [{-(layers + 1)}, {layers}] for {name!r} ({layers} layers), got {hidden_layer}")
+    return hidden_layer
 
 
 def _load_encoder_model(path: str, model_type: str) -> torch.nn.Module:

@@ -22,6 +22,7 @@ class TrainConfig:
     # text
     text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
     text_pooling: str | None = None       # None: the family's default (mean, last or eos)
+    text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
     # models
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -36,6 +37,9 @@ class TrainConfig:
     gp_weight: float = 2.0
     gp_power: float = 6.0
     ema_decay: float = 0.999
+    contrastive_weight: float = 0.0       # image-text InfoNCE on the discriminator's head (needs contrastive_dim)
+    contrastive_temperature: float = 0.1
+    image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     # bookkeeping
     output_dir: str = "outputs/run"
     seed: int = 0
@@ -56,6 +60,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.train_batch_size < 2:
             raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
+        if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
+            raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
+        if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
+            raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+        if self.contrastive_temperature <= 0:
+            raise ConfigError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from limner.models import Discriminator, Generator
-from limner.training.losses import hinge_d_loss, hinge_g_loss, matching_aware_gp
+from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp
 
 
 @dataclass
@@ -39,8 +39,17 @@ def gan_train_step(
     gp_weight: float = 2.0,
     gp_power: float = 6.0,
     ema_decay: float = 0.999,
+    contrastive_weight: float = 0.0,
+    contrastive_temperature: float = 0.1,
+    image_contrastive_weight: float = 0.0,
 ) -> dict[str, float]:
+    """With contrastive_weight > 0 the discriminator also learns to match real images to their
+    captions across the batch, and the generator is asked to make its images match theirs.
+    With image_contrastive_weight > 0 each generated image is also asked to sit, in that
+    space, next to the real images of its caption and away from the others."""
     generator, discriminator = models.generator, models.discriminator
+    stats: dict[str, float] = {}
+    same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
     fake = generator(batch.noise, batch.sentence)  # (B, 3, H, W)
 
     images = batch.images.detach().requires_grad_(True)
@@ -52,14 +61,34 @@ def gan_train_step(
     fake_logits = discriminator(fake.detach(), batch.sentence)
     d_hinge = hinge_d_loss(real_logits, fake_logits, mismatched_logits)
     gp = matching_aware_gp(real_logits, images, sentence, weight=gp_weight, power=gp_power)
+    d_total = d_hinge + gp
+    real_image_embedding = None
+    if contrastive_weight > 0:
+        real_image_embedding, real_text_embedding = discriminator.contrastive_embeddings(real_features, batch.sentence)
+        real_match = contrastive_loss(real_image_embedding, real_text_embedding, same_caption, temperature=contrastive_temperature)
+        d_total = d_total + contrastive_weight * real_match
+        stats["contrastive_real"] = real_match.item()
     optimizers.discriminator.zero_grad(set_to_none=True)
-    (d_hinge + gp).backward()
+    d_total.backward()
     optimizers.discriminator.step()
 
     discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
-    g_loss = hinge_g_loss(discriminator(fake, batch.sentence))
+    fake_features = discriminator.features(fake)
+    g_loss = hinge_g_loss(discriminator.logits(fake_features, batch.sentence))
+    g_total = g_loss
+    if contrastive_weight > 0:
+        fake_image_embedding, text_embedding = discriminator.contrastive_embeddings(fake_features, batch.sentence)
+        fake_match = contrastive_loss(fake_image_embedding, text_embedding, same_caption, temperature=contrastive_temperature)
+        g_total = g_total + contrastive_weight * fake_match
+        stats["contrastive_fake"] = fake_match.item()
+        if image_contrastive_weight > 0:
+            fake_to_real = contrastive_loss(
+                fake_image_embedding, real_image_embedding.detach(), same_caption, temperature=contrastive_temperature
+            )
+            g_total = g_total + image_contrastive_weight * fake_to_real
+            stats["contrastive_image"] = fake_to_real.item()
     optimizers.generator.zero_grad(set_to_none=True)
-    g_loss.backward()
+    g_total.backward()
     discriminator.requires_grad_(True)
     optimizers.generator.step()
     update_ema(models.ema, generator, ema_decay)
@@ -69,6 +98,7 @@ def gan_train_step(
         "g_loss": g_loss.item(),
         "real_logit": real_logits.mean().item(),
         "fake_logit": fake_logits.mean().item(),
+        **stats,
     }
 
 

@@ -33,3 +33,19 @@ def matching_aware_gp(
     grads = torch.cat([grad_images.flatten(1), grad_sentence.flatten(1)], dim=1)  # (B, HW*3 + D)
     norm = grads.pow(2).sum(dim=1).sqrt()
     return weight * norm.pow(power).mean()
+
+
+def contrastive_loss(
+    image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, *, temperature: float = 0.1
+) -> torch.Tensor:
+    """Symmetric InfoNCE between B images and their B captions.
+
+    image, text: (B, E); positives: bool (B, B), True where image i and caption j
+    belong together (the diagonal, and every pair sharing a caption, so that a
+    repeated caption in the batch is never pushed away from its own image).
+    """
+    logits = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T / temperature  # (B, B)
+    targets = positives.float()
+    image_to_text = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    text_to_image = -(targets.T / targets.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    return 0.5 * (image_to_text + text_to_image)

@@ -56,7 +56,7 @@ def resolve_data_dir(config: TrainConfig) -> Path:
 def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEncoder:
     if config.text_encoder == BAG_OF_WORDS:
         return BagOfWordsEncoder.from_captions(train_captions)
-    return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling)
+    return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
 class Trainer:
@@ -173,7 +173,12 @@ class Trainer:
         batch = GANBatch(images=images, sentence=sentence, mismatched=mismatched, noise=noise)
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
-        return gan_train_step(self.models, self.optimizers, batch, gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay)
+        return gan_train_step(
+            self.models, self.optimizers, batch,
+            gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
+            contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
+            image_contrastive_weight=config.image_contrastive_weight,
+        )
 
     def _validate(self, writer, *, final: bool = False) -> None:
         n = self.config.validation_images_per_prompt
