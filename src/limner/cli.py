@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
+    train.add_argument("--model", default="gan", choices=["gan", "evaluator"],
+                       help="gan (default), or evaluator: the independent image-text scorer `limner evaluate` uses")
     train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
     for flag, _, kind, text in _TRAIN_FLAGS:
         train.add_argument(flag, type=kind, default=None, help=text)
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", default="grid.png")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
+    evaluate = commands.add_parser("evaluate", help="score a model: metrics.json and report.html")
+    evaluate.add_argument("model_dir")
+    evaluate.add_argument("--data", required=True, help="the imagefolder the model was trained on, or a builtin dataset: shapes, emoji")
+    evaluate.add_argument("--evaluator", required=True, help="a folder written by `limner train --model evaluator`")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--output-dir", default=None, help="default: MODEL_DIR/evaluation")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--max-images", type=int, default=2000, help="score at most this many real images of the split")
+    evaluate.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -114,6 +125,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.config:
         file_values = json.loads(Path(args.config).read_text())
         overrides = {**file_values, **overrides}
+    if args.model == "evaluator":
+        return _train_evaluator(args, overrides)
     config = build_train_config(args.preset, overrides)
     result = train(config, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
@@ -121,6 +134,22 @@ def _run_train(args: argparse.Namespace) -> int:
         print("held-out judge accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items() if k != "images"))
     print(f"model: {result.output_dir}  samples: {result.output_dir / 'samples.png'}")
     return 130 if result.interrupted else 0
+
+
+def _train_evaluator(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from limner.training import build_train_config
+    from limner.training.evaluator_trainer import train_evaluator
+
+    # an evaluator trains in minutes and must not land on the generator's folder
+    defaults = {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": f"outputs/{args.preset}-evaluator", "seed": 1234,
+                "train_batch_size": 64}
+    config = build_train_config(args.preset, {**defaults, **overrides, "model": "evaluator"})
+    result = train_evaluator(config, progress=not args.no_progress)
+    recall = "n/a (no test split)" if result.test_recall_at_1 is None else f"{result.test_recall_at_1:.3f}"
+    print(f"trained the evaluator {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
+          f"test recall@1 (image to caption) {recall}")
+    print(f"evaluator: {result.output_dir}")
+    return 0
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -140,7 +169,26 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate}
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from limner.evaluation import evaluate
+
+    report = evaluate(args.model_dir, args.data, args.evaluator, split=args.split, output_dir=args.output_dir,
+                      seed=args.seed, max_images=args.max_images, progress=not args.no_progress)
+    out = Path(args.output_dir) if args.output_dir else Path(args.model_dir) / "evaluation"
+    generated, floor = report["generated"], report["real_floor"]
+    print(f"{report['n_images']} images of split {report['split']}; feature network: limner evaluator ({report['feature_network']['path']})")
+    print(f"  {'metric':<24}{'generated':>12}{'real floor':>12}")
+    print(f"  {'R-precision':<24}{generated['r_precision']['mean']:>12.4f}{floor['r_precision']['mean']:>12.4f}")
+    for key in ("fid", "kid_mean", "psnr", "ssim", "alignment", "image_to_text_r@1", "diversity", "nearest_train_distance"):
+        floor_value = floor.get(key)
+        print(f"  {key:<24}{generated[key]:>12.4f}" + (f"{floor_value:>12.4f}" if floor_value is not None else f"{'n/a':>12}"))
+    if "shapes_judge" in report:
+        print("  shapes judge: " + ", ".join(f"{k} {v:.3f}" for k, v in report["shapes_judge"]["accuracy"].items()))
+    print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
+    return 0
+
+
+_COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "evaluate": _run_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,7 @@ from typing import Any
 from limner.config import config_from_dict, merge_config
 from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.models.evaluator import EvaluatorConfig
 from limner.models.gan import RESOLUTIONS
 
 
@@ -24,8 +25,11 @@ class TrainConfig:
     text_pooling: str | None = None       # None: the family's default (mean, last or eos)
     text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
     # models
+    model: str = "gan"                    # "gan", or "evaluator" (the independent scorer for `limner evaluate`)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluator_learning_rate: float = 1e-3
     # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
     train_batch_size: int = 64
     max_train_steps: int = 2000
@@ -58,6 +62,8 @@ class TrainConfig:
         for name in ("train_batch_size", "max_train_steps", "checkpointing_steps", "logging_steps", "validation_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         if self.train_batch_size < 2:
             raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
         if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
@@ -75,8 +81,12 @@ class TrainConfig:
         discriminator = merge_config(self.discriminator, {"resolution": self.resolution, "text_dim": text_dim})
         return generator, discriminator
 
+    def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
+        return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
+
 
 PRESETS = ("shapes", "emoji")
+MODELS = ("gan", "evaluator")
 
 
 def load_preset(name: str) -> dict[str, Any]:

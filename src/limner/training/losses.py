@@ -36,13 +36,14 @@ def matching_aware_gp(
 
 
 def contrastive_loss(
-    image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, *, temperature: float = 0.1
+    image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor, *, temperature: float | torch.Tensor = 0.1
 ) -> torch.Tensor:
     """Symmetric InfoNCE between B images and their B captions.
 
     image, text: (B, E); positives: bool (B, B), True where image i and caption j
     belong together (the diagonal, and every pair sharing a caption, so that a
     repeated caption in the batch is never pushed away from its own image).
+    temperature may be a tensor, to be learnt.
     """
     logits = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T / temperature  # (B, B)
     targets = positives.float()

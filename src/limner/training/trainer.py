@@ -59,6 +59,16 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
+def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True) -> tuple[TextEncoder, CaptionedImages, list[str]]:
+    """The train split in memory with its caption embeddings; also the entries skipped as invalid."""
+    folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
+    images = folder.load_images(config.resolution, progress=progress)
+    if folder.skipped:
+        log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), data_dir, folder.skipped[0])
+    text_encoder = build_text_encoder(config, folder.captions)
+    return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder)), folder.skipped
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
         self.config = config
@@ -75,13 +85,8 @@ class Trainer:
         self.step = self._maybe_resume()
 
     def _load_data(self) -> tuple[TextEncoder, CaptionedImages]:
-        folder = ImageFolder(self.data_dir, "train", skip_invalid=self.config.skip_invalid_images)
-        images = folder.load_images(self.config.resolution, progress=self.progress)
-        if folder.skipped:
-            log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), self.data_dir, folder.skipped[0])
-        self.skipped = folder.skipped
-        text_encoder = build_text_encoder(self.config, folder.captions)
-        return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder))
+        text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress)
+        return text_encoder, data
 
     def _build_models(self) -> GANModels:
         generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim)

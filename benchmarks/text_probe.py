@@ -1,0 +1,62 @@
+"""Which hidden layer of the text encoder carries the shapes attributes over to new wording?
+
+For each hidden state of all-MiniLM-L6-v2 (0 = embedding layer, 6 = last), mean-pooled
+over real tokens: fit a ridge-regression linear probe per attribute on the 144
+training captions, and report the all-four accuracy of the probe on the 36
+held-out captions and on the 180 paraphrases of benchmarks/shapes_gan.py. A probe
+that fails says the information is not linearly there for a generator to use.
+
+    python benchmarks/text_probe.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shapes_gan import paraphrases  # noqa: E402
+
+from limner.data import shapes  # noqa: E402
+from limner.text import HuggingFaceTextEncoder  # noqa: E402
+
+RIDGE = 100.0
+
+
+def probe_accuracy(train_x: torch.Tensor, test_x: torch.Tensor, train: list, test: list) -> dict[str, float]:
+    mean = train_x.mean(0)
+    spread = (train_x - mean).pow(2).mean().sqrt()
+    train_x, test_x = (train_x - mean) / spread, (test_x - mean) / spread
+    all_right = torch.ones(len(test), dtype=torch.bool)
+    result = {}
+    for attribute in shapes.ATTRIBUTES:
+        values = sorted({getattr(c, attribute) for c in train})
+        targets = torch.tensor([[getattr(c, attribute) == v for v in values] for c in train]).float()
+        weights = torch.linalg.solve(train_x.T @ train_x + RIDGE * torch.eye(train_x.shape[1]), train_x.T @ (targets - targets.mean(0)))
+        predicted = (test_x @ weights).argmax(1).tolist()
+        right = torch.tensor([values[p] == getattr(c, attribute) for p, c in zip(predicted, test)])
+        result[attribute] = float(right.float().mean())
+        all_right &= right
+    result["all"] = float(all_right.float().mean())
+    return result
+
+
+def main() -> None:
+    train, held_out = shapes.train_compositions(), shapes.held_out_compositions()
+    para = paraphrases()
+    print(f"ridge {RIDGE}; all-four accuracy of a linear probe trained on the {len(train)} training captions")
+    print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position")
+    for layer in range(7):
+        encoder = HuggingFaceTextEncoder(hidden_layer=layer)
+        embed = lambda captions: encoder.encode(captions).sentence  # noqa: E731
+        train_x = embed([c.caption for c in train])
+        held = probe_accuracy(train_x, embed([c.caption for c in held_out]), train, held_out)
+        para_scores = probe_accuracy(train_x, embed([p for p, _ in para]), train, [c for _, c in para])
+        detail = " / ".join(f"{para_scores[a]:.3f}" for a in shapes.ATTRIBUTES)
+        print(f"{layer:>5}  {held['all']:>8.3f}  {para_scores['all']:>10.3f}   {detail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Image metrics on limner's image convention (float (N, 3, H, W) in [-1, 1]), on torchmetrics.
+
+PairedImageMetrics: PSNR (of the pooled mean squared error) and SSIM (mean over images)
+of images against references of the same caption.
+DistributionMetrics: FID and KID with an injectable feature network (an nn.Module
+mapping images in [-1, 1] to (N, F) features, with a `num_features` attribute),
+by default limner's trained evaluator; its name goes into every report.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+class PairedImageMetrics:
+    """update(images, references) over batches; compute() -> {"psnr", "ssim", "n"}."""
+
+    def __init__(self) -> None:
+        # over the pooled squared error of all pixels, so that one identical pair does not make it infinite
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.count = 0
+
+    def update(self, images: torch.Tensor, references: torch.Tensor) -> None:
+        if images.shape != references.shape:
+            raise ValueError(f"paired images must have one shape, got {tuple(images.shape)} and {tuple(references.shape)}")
+        self.psnr.update(_unit(images), _unit(references))
+        self.ssim.update(_unit(images), _unit(references))
+        self.count += images.shape[0]
+
+    def compute(self) -> dict[str, float]:
+        return {"psnr": float(self.psnr.compute()), "ssim": float(self.ssim.compute()), "n": self.count}
+
+    def reset(self) -> None:
+        self.psnr.reset()
+        self.ssim.reset()
+        self.count = 0
+
+
+def paired_image_metrics(images: torch.Tensor, references: torch.Tensor) -> dict[str, float]:
+    metrics = PairedImageMetrics()
+    metrics.update(images, references)
+    return metrics.compute()
+
+
+class DistributionMetrics:
+    """update(images, real=...) over batches; compute() -> {"fid", "kid_mean", "kid_std", "n_real", "n_fake"}."""
+
+    def __init__(self, feature_network: torch.nn.Module, *, kid_subsets: int = 100, kid_subset_size: int = 1000) -> None:
+        self.feature_network = feature_network.eval()
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        self.fid = FrechetInceptionDistance(feature=feature_network, reset_real_features=True)
+        self.real: list[torch.Tensor] = []
+        self.fake: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, *, real: bool) -> None:
+        self.fid.update(images.float(), real=real)
+        (self.real if real else self.fake).append(images.float())
+
+    @torch.no_grad()
+    def compute(self) -> dict[str, float]:
+        n_real, n_fake = sum(x.shape[0] for x in self.real), sum(x.shape[0] for x in self.fake)
+        subset = min(self.kid_subset_size, n_real, n_fake)
+        kid = KernelInceptionDistance(feature=self.feature_network, subsets=self.kid_subsets, subset_size=subset)
+        for batch in self.real:
+            kid.update(batch, real=True)
+        for batch in self.fake:
+            kid.update(batch, real=False)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": float(self.fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+                "kid_subset_size": subset, "n_real": n_real, "n_fake": n_fake}
+
+    def reset(self) -> None:
+        self.fid.reset()
+        self.real.clear()
+        self.fake.clear()
+
+
+def distribution_metrics(feature_network: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    metrics = DistributionMetrics(feature_network)
+    metrics.update(real, real=True)
+    metrics.update(fake, real=False)
+    return metrics.compute()

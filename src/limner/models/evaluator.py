@@ -1,0 +1,72 @@
+"""The evaluator: an independent image-text dual encoder trained on real data only.
+
+It supplies the feature network for FID and KID (its pooled image features) and
+the joint space for R-precision, retrieval and the alignment score. It is
+trained with its own seed, on real images and captions, and no generator ever
+uses it as a loss, so scores measured in its space are not scores a generator
+was optimised to please.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from limner.models.gan import RESOLUTIONS, DownBlock, TextStandardizer, _check_resolution
+from limner.models.modeling import PretrainedModel
+
+
+@dataclass
+class EvaluatorConfig:
+    resolution: int = 32
+    text_dim: int = 384
+    base_channels: int = 32
+    channel_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)  # fine to coarse, as the discriminator
+    embedding_dim: int = 128  # the joint image-text space
+
+    def __post_init__(self) -> None:
+        _check_resolution(self.resolution)
+
+
+class Evaluator(PretrainedModel):
+    config_class = EvaluatorConfig
+
+    def __init__(self, config: EvaluatorConfig) -> None:
+        super().__init__(config)
+        blocks = _check_resolution(config.resolution)
+        channels = [config.base_channels * m for m in config.channel_multipliers[: blocks + 1]]
+        self.num_features = channels[-1]  # what torchmetrics' FID and KID read
+        self.text_norm = TextStandardizer(config.text_dim)
+        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
+        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.image_projection = nn.Linear(channels[-1], config.embedding_dim)
+        self.text_projection = nn.Sequential(
+            nn.Linear(config.text_dim, 2 * config.embedding_dim), nn.GELU(), nn.Linear(2 * config.embedding_dim, config.embedding_dim)
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's starting temperature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> pooled features (B, num_features): the FID/KID features."""
+        if images.shape[-1] != self.config.resolution or images.shape[-2] != self.config.resolution:
+            images = F.interpolate(images, size=(self.config.resolution,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        x = self.blocks(self.from_rgb(images))
+        return F.leaky_relu(x, 0.2).mean(dim=(2, 3))
+
+    def image_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> unit vectors (B, E) in the joint space."""
+        return F.normalize(self.image_projection(self(images)), dim=-1)
+
+    def text_embedding(self, sentence: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings (B, D) of the evaluator's text encoder -> unit vectors (B, E)."""
+        return F.normalize(self.text_projection(self.text_norm(sentence)), dim=-1)
+
+    def temperature(self) -> torch.Tensor:
+        """The learnt softmax temperature (a scalar tensor), at least 1/100 as in CLIP."""
+        return 1.0 / self.logit_scale.clamp(max=math.log(100.0)).exp()
+
+
+__all__ = ["Evaluator", "EvaluatorConfig", "RESOLUTIONS"]

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from limner.cli import main
+from limner.errors import ModelLoadError
+from limner.training.evaluator_trainer import load_evaluator
+from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_shapes, tmp_path_factory):
+    """A 3-step GAN and a 20-step evaluator on the tiny shapes set (bag-of-words text)."""
+    root = tmp_path_factory.mktemp("runs")
+    config = root / "tiny.json"
+    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2,
+                                  "evaluator": {"base_channels": 4, "embedding_dim": 16}}))
+    common = ["--config", str(config), "--train-data-dir", str(tiny_shapes), "--text-encoder", "bag-of-words",
+              "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
+    assert main(["train", *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
+    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", "20", "--output-dir", str(root / "evaluator")]) == 0
+    return root
+
+
+def test_evaluator_saves_and_loads_with_its_text_encoder(tiny_runs):
+    evaluator, text_encoder, info = load_evaluator(tiny_runs / "evaluator")
+    assert info["steps"] == 20 and info["seed"] == 1234 and 0.0 <= info["test_recall_at_1"] <= 1.0
+    assert evaluator.num_features == 4 * 8 and text_encoder.dim == evaluator.config.text_dim
+
+
+def test_evaluate_writes_metrics_with_floors_and_a_report(tiny_runs, tiny_shapes, capsys):
+    out = tiny_runs / "evaluation"
+    code = main(["evaluate", str(tiny_runs / "gan"), "--data", str(tiny_shapes), "--evaluator", str(tiny_runs / "evaluator"),
+                 "--output-dir", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "R-precision" in printed and "shapes judge" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 24 and metrics["split"] == "test" and metrics["seed"] == 0
+    assert "limner evaluator" in metrics["feature_network"]["name"] and metrics["versions"]["torch"].startswith("2.13")
+    for side in ("generated", "real_floor"):
+        figures = metrics[side]
+        assert {"fid", "kid_mean", "psnr", "ssim", "r_precision", "alignment", "diversity", "nearest_train_distance"} <= set(figures)
+    # the floor compares real with real: its R-precision is that of the evaluator on real images
+    assert 0.0 <= metrics["real_floor"]["r_precision"]["mean"] <= 1.0
+    judge = metrics["shapes_judge"]
+    assert judge["images"] == 24 and set(judge["confusion"]) == {"color", "shape", "size", "position"}
+    assert sum(sum(row.values()) for row in judge["confusion"]["color"].values()) == 24
+    page = (out / "report.html").read_text()
+    assert page.count("<img") >= 3 and "real floor" in page and "asked (rows)" in page
+
+
+def test_evaluate_refuses_a_folder_that_is_no_evaluator(tiny_runs):
+    with pytest.raises(ModelLoadError, match="evaluator_index.json"):
+        load_evaluator(tiny_runs / "gan")

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
+from limner.metrics.images import DistributionMetrics, PairedImageMetrics, paired_image_metrics
+
+
+def test_r_precision_is_one_for_a_perfect_space_and_chance_for_noise():
+    table = torch.eye(120)  # 120 orthogonal captions
+    ids = torch.arange(120)
+    perfect = r_precision(table[ids], ids, table)
+    assert perfect["mean"] == 1.0 and perfect["std"] == 0.0 and perfect["candidates"] == 100 and perfect["folds"] == 10
+    torch.manual_seed(0)
+    noise = torch.nn.functional.normalize(torch.randn(2000, 16), dim=1)
+    ids = torch.randint(120, (2000,))
+    chance = r_precision(noise, ids, torch.nn.functional.normalize(torch.randn(120, 16), dim=1))
+    assert chance["mean"] < 0.05  # 1 in 100 by chance
+
+
+def test_r_precision_needs_enough_images_and_captions():
+    with pytest.raises(ValueError, match="two distinct captions"):
+        r_precision(torch.eye(1), torch.zeros(1, dtype=torch.long), torch.eye(1))
+    with pytest.raises(ValueError, match="10 folds"):
+        r_precision(torch.eye(3), torch.arange(3), torch.eye(3))
+
+
+def test_retrieval_recall_by_hand():
+    text = torch.eye(3)
+    # image 0 matches caption 0; image 1 (caption 1) looks like caption 2; image 2 matches caption 2
+    images = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.4, 0.9], [0.0, 0.0, 1.0]])
+    recall = retrieval_recall(images, torch.tensor([0, 1, 2]), text, ks=(1, 2))
+    assert recall["image_to_text_r@1"] == pytest.approx(2 / 3) and recall["image_to_text_r@2"] == 1.0
+    # caption 1's best image is image 1 (0.4 against 0 for the others): all three captions find theirs
+    assert recall["text_to_image_r@1"] == 1.0
+
+
+def test_alignment_diversity_and_nearest_neighbours_by_hand():
+    assert alignment_score(torch.eye(2), torch.eye(2)) == 1.0
+    features = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]])
+    assert diversity(features, torch.tensor([0, 0, 1, 1])) == pytest.approx((5.0 + 0.0) / 2)
+    distance, index = nearest_neighbours(torch.tensor([[0.0, 1.0]]), torch.tensor([[5.0, 5.0], [0.0, 0.0]]))
+    assert index.tolist() == [1] and distance.tolist() == [1.0]
+
+
+def test_psnr_and_ssim_by_hand():
+    real = torch.full((2, 3, 16, 16), -1.0)
+    fake = real + 0.2  # 0.1 apart on a [0, 1] scale: MSE 0.01, PSNR 20 dB
+    assert paired_image_metrics(fake, real)["psnr"] == pytest.approx(20.0, abs=1e-3)
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    metrics = PairedImageMetrics()
+    metrics.update(images, images)
+    assert metrics.compute()["ssim"] == pytest.approx(1.0, abs=1e-4) and metrics.compute()["n"] == 4
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.update(images, images[:2])
+
+
+class _MeanColour(torch.nn.Module):
+    """A stand-in feature network: per-channel means and standard deviations."""
+
+    num_features = 6
+
+    def forward(self, images):
+        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
+
+
+def test_fid_and_kid_with_an_injected_feature_network():
+    torch.manual_seed(0)
+    real = torch.rand(64, 3, 8, 8) * 2 - 1
+    same = torch.rand(64, 3, 8, 8) * 2 - 1
+    shifted = (torch.rand(64, 3, 8, 8) * 2 - 1) * 0.5 + 0.4
+    metrics = DistributionMetrics(_MeanColour(), kid_subsets=10)
+    metrics.update(real, real=True)
+    metrics.update(same, real=False)
+    close = metrics.compute()
+    metrics.reset()
+    metrics.update(real, real=True)
+    metrics.update(shifted, real=False)
+    far = metrics.compute()
+    assert close["fid"] < far["fid"] and close["kid_mean"] < far["kid_mean"]
+    assert far["n_real"] == far["n_fake"] == 64 and far["kid_subset_size"] == 64
+    assert math.isfinite(close["fid"])
