@@ -53,3 +53,25 @@ def test_evaluate_writes_metrics_with_floors_and_a_report(tiny_runs, tiny_shapes
 def test_evaluate_refuses_a_folder_that_is_no_evaluator(tiny_runs):
     with pytest.raises(ModelLoadError, match="evaluator_index.json"):
         load_evaluator(tiny_runs / "gan")
+
+
+def test_evaluation_during_training_keeps_the_best_model(tiny_runs, tiny_shapes, tmp_path):
+    from limner.pipelines import TextToImagePipeline
+    from limner.training import Trainer, build_train_config
+    from tests.conftest import tiny_train_overrides
+
+    config = build_train_config(None, tiny_train_overrides(
+        tiny_shapes, tmp_path / "gan", max_train_steps=4, evaluation_steps=2, evaluation_images=16,
+        evaluator_dir=str(tiny_runs / "evaluator"), best_metric="r_precision"))
+    Trainer(config, progress=False).train()
+    best = json.loads((tmp_path / "gan" / "best" / "best.json").read_text())
+    assert best["step"] in (2, 4) and best["metric"] == "r_precision" and {"fid", "kid_mean", "r_precision"} <= set(best)
+    TextToImagePipeline.from_pretrained(tmp_path / "gan" / "best")
+
+
+def test_evaluation_steps_without_an_evaluator_is_refused():
+    from limner.errors import ConfigError
+    from limner.training import build_train_config
+
+    with pytest.raises(ConfigError, match="evaluator_dir"):
+        build_train_config("shapes", {"evaluation_steps": 100})

@@ -40,6 +40,9 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--validation-steps", "validation_steps", int, "write a validation grid every N steps"),
     ("--logging-steps", "logging_steps", int, "log losses every N steps"),
     ("--ema-decay", "ema_decay", float, "decay of the generator's moving average"),
+    ("--evaluation-steps", "evaluation_steps", int, "every N steps log KID, FID and R-precision and keep the best model (needs --evaluator-dir)"),
+    ("--evaluator-dir", "evaluator_dir", str, "a folder written by `limner train --model evaluator`"),
+    ("--best-metric", "best_metric", str, "kid_mean (default), fid or r_precision: which figure picks outputs/.../best"),
 ]
 
 

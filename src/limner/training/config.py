@@ -55,6 +55,11 @@ class TrainConfig:
     validation_prompts: tuple[str, ...] = ()
     validation_images_per_prompt: int = 6
     truncation: float = 1.0               # noise truncation for validation grids and the saved pipeline
+    # evaluation during training (needs a trained evaluator, see `limner train --model evaluator`)
+    evaluation_steps: int = 0             # every N steps: KID, FID and R-precision on a fixed test subset (0: off)
+    evaluator_dir: str | None = None
+    evaluation_images: int = 256
+    best_metric: str = "kid_mean"         # the best model by this metric is kept in {output_dir}/best
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -62,6 +67,10 @@ class TrainConfig:
         for name in ("train_batch_size", "max_train_steps", "checkpointing_steps", "logging_steps", "validation_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.evaluation_steps < 0:
+            raise ConfigError(f"evaluation_steps must be 0 (off) or positive, got {self.evaluation_steps}")
+        if self.evaluation_steps > 0 and not self.evaluator_dir:
+            raise ConfigError("evaluation_steps needs evaluator_dir: train one with `limner train --model evaluator`")
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         if self.train_batch_size < 2:

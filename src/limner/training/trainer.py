@@ -83,6 +83,7 @@ class Trainer:
         self.models = self._build_models()
         self.optimizers = self._build_optimizers()
         self.step = self._maybe_resume()
+        self.training_evaluator = self._build_training_evaluator()
 
     def _load_data(self) -> tuple[TextEncoder, CaptionedImages]:
         text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress)
@@ -148,6 +149,8 @@ class Trainer:
                     writer.add_scalar("train/images_per_second", images_per_second, self.step)
                 if self.step % config.validation_steps == 0:
                     self._validate(writer)
+                if config.evaluation_steps and self.step % config.evaluation_steps == 0:
+                    self._evaluate(writer)
                 if self.step % config.checkpointing_steps == 0:
                     self._checkpoint()
         except KeyboardInterrupt:
@@ -192,6 +195,28 @@ class Trainer:
         name = "samples.png" if final else f"validation/step-{self.step:06d}.png"
         save_png(grid, self.output_dir / name, {"prompts": json.dumps(self.validation_prompts), "seed": self.config.seed, "step": self.step})
         writer.add_image("validation", torch.from_numpy(np.array(grid)).permute(2, 0, 1), self.step)
+
+    def _build_training_evaluator(self):
+        if not self.config.evaluation_steps:
+            return None
+        from limner.evaluation.during_training import TrainingEvaluator
+
+        evaluator = TrainingEvaluator(self.config.evaluator_dir, self.data_dir, self.config.resolution,
+                                      images=self.config.evaluation_images, metric=self.config.best_metric, seed=self.config.seed)
+        best_file = self.output_dir / "best" / "best.json"
+        if self.step and best_file.is_file():  # resumed: the best so far still stands
+            evaluator.best = json.loads(best_file.read_text())[self.config.best_metric]
+        return evaluator
+
+    def _evaluate(self, writer) -> None:
+        from limner.evaluation.during_training import save_best
+
+        figures = self.training_evaluator.figures(self.pipeline())
+        for name, value in figures.items():
+            writer.add_scalar(f"eval/{name}", value, self.step)
+        if self.training_evaluator.is_best(figures):
+            save_best(self.output_dir, self.pipeline(), self.step, figures, self.config.best_metric)
+            log.info("step %d: best %s so far (%.4f), saved to %s", self.step, self.config.best_metric, figures[self.config.best_metric], self.output_dir / "best")
 
     def _final_scores(self) -> dict | None:
         """For the shapes dataset: the judge's accuracy on held-out compositions, in scores.json."""
