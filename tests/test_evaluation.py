@@ -101,3 +101,15 @@ def test_the_report_renders_with_its_images_in_headless_chromium(tiny_runs, tiny
     dark = (pixels.max(axis=2) < 40).mean()
     colourful = ((pixels.max(axis=2) - pixels.min(axis=2)) > 80).mean()
     assert dark > 0.01 and colourful > 0.001, (dark, colourful)
+
+
+def test_inception_fid_without_torch_fidelity_says_what_is_missing(tiny_runs, tiny_shapes, capsys):
+    # the error path only: torch-fidelity pulls torchvision, which limner does not install
+    try:
+        import torch_fidelity  # noqa: F401
+        pytest.skip("torch-fidelity is installed here")
+    except ImportError:
+        pass
+    code = main(["evaluate", str(tiny_runs / "gan"), "--data", str(tiny_shapes), "--evaluator", str(tiny_runs / "evaluator"),
+                 "--fid-features", "inception", "--no-progress"])
+    assert code == 2 and "torch-fidelity" in capsys.readouterr().err

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output-dir", default=None, help="default: MODEL_DIR/evaluation")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--max-images", type=int, default=2000, help="score at most this many real images of the split")
+    evaluate.add_argument("--fid-features", default="evaluator", choices=["evaluator", "inception"],
+                          help="FID/KID features: the evaluator (default) or Inception-v3 (needs torch-fidelity and its weights)")
     evaluate.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -176,7 +178,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from limner.evaluation import evaluate
 
     report = evaluate(args.model_dir, args.data, args.evaluator, split=args.split, output_dir=args.output_dir,
-                      seed=args.seed, max_images=args.max_images, progress=not args.no_progress)
+                      seed=args.seed, max_images=args.max_images, fid_features=args.fid_features, progress=not args.no_progress)
     out = Path(args.output_dir) if args.output_dir else Path(args.model_dir) / "evaluation"
     generated, floor = report["generated"], report["real_floor"]
     print(f"{report['n_images']} images of split {report['split']}; feature network: limner evaluator ({report['feature_network']['path']})")

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data.builders import BUILTIN_DATASETS
 from limner.data import shapes
-from limner.errors import DataError
+from limner.errors import ConfigError, DataError
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
-from limner.metrics.images import distribution_metrics, paired_image_metrics
+from limner.metrics.images import InceptionFeatures, distribution_metrics, paired_image_metrics
 from limner.models.evaluator import Evaluator
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
@@ -108,7 +108,13 @@ def text_image_figures(evaluator: Evaluator, text_table: torch.Tensor, images: t
 
 
 @torch.no_grad()
-def compute_metrics(evaluator: Evaluator, evaluator_text: TextEncoder, data: EvaluationSet, *, seed: int, progress: bool = True) -> dict:
+def compute_metrics(
+    evaluator: Evaluator, evaluator_text: TextEncoder, data: EvaluationSet, *, seed: int, progress: bool = True,
+    distribution_features: torch.nn.Module | None = None,
+) -> dict:
+    """Every figure for the generated images and its real floor; FID/KID use `distribution_features`
+    (default: the evaluator), everything else the evaluator."""
+    features = distribution_features if distribution_features is not None else evaluator
     steps = tqdm(total=6, desc="metrics", disable=not progress)
     text_table = evaluator.text_embedding(evaluator_text.encode(data.captions).sentence)
     generated, floor = {}, {}
@@ -116,8 +122,8 @@ def compute_metrics(evaluator: Evaluator, evaluator_text: TextEncoder, data: Eva
     # FID/KID: real half A against the generated twins of half B, and against real half B
     # (the floor): same number of images, same caption mix on both sides.
     half_a, half_b = _halves(data.real.shape[0], seed)
-    generated.update(distribution_metrics(evaluator, data.real[half_a], data.fake[half_b]))
-    floor.update(distribution_metrics(evaluator, data.real[half_a], data.real[half_b]))
+    generated.update(distribution_metrics(features, data.real[half_a], data.fake[half_b]))
+    floor.update(distribution_metrics(features, data.real[half_a], data.real[half_b]))
     steps.update()
 
     generated.update(paired_image_metrics(data.fake, data.real))
@@ -190,6 +196,7 @@ def evaluate(
     max_images: int | None = 2000,
     diversity_prompts: int = 50,
     diversity_images_per_prompt: int = 8,
+    fid_features: str = "evaluator",
     progress: bool = True,
 ) -> dict:
     """Score the model, write metrics.json and report.html, and return the metrics."""
@@ -198,6 +205,9 @@ def evaluate(
     started = time.perf_counter()
     model_dir, evaluator_dir = Path(model_dir), Path(evaluator_dir)
     output_dir = Path(output_dir) if output_dir else model_dir / "evaluation"
+    if fid_features not in ("evaluator", "inception"):
+        raise ConfigError(f"fid_features must be evaluator or inception, got {fid_features!r}")
+    inception = InceptionFeatures() if fid_features == "inception" else None  # fails early when unavailable
     pipe = TextToImagePipeline.from_pretrained(model_dir)
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
@@ -229,7 +239,8 @@ def evaluate(
             **{k: evaluator_info.get(k) for k in ("seed", "steps", "test_recall_at_1")},
         },
         "versions": _versions(),
-        **compute_metrics(evaluator, evaluator_text, data, seed=seed, progress=progress),
+        "fid_kid_features": "Inception-v3 (torch-fidelity, 2048-d)" if inception is not None else "the evaluator",
+        **compute_metrics(evaluator, evaluator_text, data, seed=seed, progress=progress, distribution_features=inception),
     }
     if _is_shapes(data_dir):
         report["shapes_judge"] = shapes_figures(data)

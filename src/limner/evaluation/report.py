@@ -16,7 +16,7 @@ from limner.utils.images import make_grid, to_pil
 
 # (key, label, which way is better)
 METRIC_ROWS = [
-    ("fid", "FID (evaluator features)", "lower"),
+    ("fid", "FID", "lower"),
     ("kid_mean", "KID mean", "lower"),
     ("kid_std", "KID std", ""),
     ("psnr", "PSNR vs a real image of the same caption (dB)", "higher"),
@@ -152,6 +152,7 @@ def write_report(path: Path, report: dict, data, model_dir: Path) -> None:
         f"{report['n_images']} real images, {report['n_captions']} captions, one generated image per real image (seed {report['seed']}); "
         f"floors against {report['n_train_images_for_floors']} training images<br>"
         f"feature network: {html.escape(network['name'])}, <code>{html.escape(network['path'])}</code>, {network['num_features']} features<br>"
+        f"FID/KID features: {html.escape(report.get('fid_kid_features', 'the evaluator'))}<br>"
         f"versions: {html.escape(', '.join(f'{k} {v}' for k, v in report['versions'].items()))}</p>",
         "<h2>Metrics</h2><p>The real floor is the same metric between real images: for FID/KID, one half of this split's real "
         "images against the other half (the generated side is the twins of that other half, so both sides have the same size "

@@ -89,3 +89,29 @@ def distribution_metrics(feature_network: torch.nn.Module, real: torch.Tensor, f
     metrics.update(real, real=True)
     metrics.update(fake, real=False)
     return metrics.compute()
+
+
+class InceptionFeatures(torch.nn.Module):
+    """Inception-v3 pool features (2048-d) as torch-fidelity computes them, for the classic FID.
+
+    Needs the optional package torch-fidelity and its weights already on disk (limner never
+    downloads); takes images in [-1, 1] like every other limner feature network.
+    """
+
+    num_features = 2048
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            from torchmetrics.image.fid import NoTrainInceptionV3
+            self.inception = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+        except (ImportError, ModuleNotFoundError, RuntimeError, OSError) as err:
+            from limner.errors import DependencyError
+
+            raise DependencyError(
+                f"Inception FID needs torch-fidelity and its Inception weights on disk ({err}); "
+                "the default feature network is limner's evaluator (`limner train --model evaluator`)"
+            ) from err
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inception((_unit(images) * 255).to(torch.uint8)).reshape(images.shape[0], -1)
