@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from limner.data import ImageFolder
 from limner.errors import ConfigError
 from limner.evaluation.evaluate import load_split
 from limner.metrics.alignment import r_precision
@@ -31,7 +32,7 @@ class TrainingEvaluator:
         if self.evaluator.config.resolution != resolution:
             raise ConfigError(f"the evaluator in {evaluator_dir} works at {self.evaluator.config.resolution} px, training is at {resolution} px")
         captions, self.caption_ids, self.real = load_split(data_dir, "test", resolution, max_images=images, seed=seed)
-        train_captions = sorted(set(load_split(data_dir, "train", resolution, max_images=1, seed=seed)[0]) - set(captions))
+        train_captions = sorted(set(ImageFolder(data_dir, "train").captions) - set(captions))  # no image is read
         self.prompts = [captions[i] for i in self.caption_ids.tolist()]
         with torch.no_grad():
             self.text_table = self.evaluator.text_embedding(text_encoder.encode(captions + train_captions).sentence)

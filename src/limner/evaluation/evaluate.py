@@ -48,14 +48,18 @@ class EvaluationSet:
 
 
 def load_split(data_dir: Path, split: str, resolution: int, *, max_images: int | None, seed: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(all distinct captions of the split, caption id per loaded image, images in [-1, 1]).
+
+    With max_images, a seeded random subset of the records is chosen before any image is read.
+    """
     folder = ImageFolder(data_dir, split)
+    captions = folder.captions  # of the whole split, before any subsetting
+    if max_images is not None and len(folder.records) > max_images:
+        keep = torch.randperm(len(folder.records), generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
+        folder.records = [folder.records[i] for i in keep.tolist()]
     images = from_uint8(folder.load_images(resolution, progress=False))
-    captions = folder.captions
     index = {c: i for i, c in enumerate(captions)}
     caption_ids = torch.tensor([index[r.captions[0]] for r in folder.records])
-    if max_images is not None and images.shape[0] > max_images:
-        keep = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
-        images, caption_ids = images[keep], caption_ids[keep]
     return captions, caption_ids, images
 
 
@@ -71,11 +75,6 @@ def generate_twins(pipe: TextToImagePipeline, captions: list[str], caption_ids: 
 @torch.no_grad()
 def _features(evaluator: Evaluator, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([evaluator(chunk) for chunk in images.split(512)])
-
-
-@torch.no_grad()
-def _embeddings(evaluator: Evaluator, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([evaluator.image_embedding(chunk) for chunk in images.split(512)])
 
 
 def _second_real_of_same_caption(caption_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,9 +96,10 @@ def _halves(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[: count // 2], order[count // 2 :]
 
 
-def text_image_figures(evaluator: Evaluator, text_table: torch.Tensor, images: torch.Tensor, caption_ids: torch.Tensor, *, seed: int) -> dict:
-    vectors = _embeddings(evaluator, images)
-    folds = min(10, images.shape[0])
+def text_image_figures(evaluator: Evaluator, text_table: torch.Tensor, features: torch.Tensor, caption_ids: torch.Tensor, *, seed: int) -> dict:
+    """features: the evaluator's pooled features (N, F) of the images."""
+    vectors = evaluator.embed_features(features)
+    folds = min(10, features.shape[0])
     return {
         "r_precision": r_precision(vectors, caption_ids, text_table, folds=folds, seed=seed),
         **retrieval_recall(vectors, caption_ids, text_table),
@@ -134,11 +134,11 @@ def compute_metrics(
         floor.update({"psnr": None, "ssim": None, "n": 0})
     steps.update()
 
-    generated.update(text_image_figures(evaluator, text_table, data.fake, data.caption_ids, seed=seed))
-    floor.update(text_image_figures(evaluator, text_table, data.real, data.caption_ids, seed=seed))
+    fake_features, real_features = _features(evaluator, data.fake), _features(evaluator, data.real)
+    generated.update(text_image_figures(evaluator, text_table, fake_features, data.caption_ids, seed=seed))
+    floor.update(text_image_figures(evaluator, text_table, real_features, data.caption_ids, seed=seed))
     steps.update()
 
-    fake_features, real_features = _features(evaluator, data.fake), _features(evaluator, data.real)
     generated["diversity"] = diversity(_features(evaluator, data.diverse), data.diverse_ids)
     try:
         floor["diversity"] = diversity(real_features, data.caption_ids)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from limner.models.gan import RESOLUTIONS, DownBlock, TextStandardizer, _check_resolution
+from limner.models.gan import RESOLUTIONS, DownBlock, TextStandardizer, _check_resolution, down_channel_plan
 from limner.models.modeling import PretrainedModel
 
 
@@ -38,7 +38,7 @@ class Evaluator(PretrainedModel):
     def __init__(self, config: EvaluatorConfig) -> None:
         super().__init__(config)
         blocks = _check_resolution(config.resolution)
-        channels = [config.base_channels * m for m in config.channel_multipliers[: blocks + 1]]
+        channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.num_features = channels[-1]  # what torchmetrics' FID and KID read
         self.text_norm = TextStandardizer(config.text_dim)
         self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
@@ -58,7 +58,11 @@ class Evaluator(PretrainedModel):
 
     def image_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> unit vectors (B, E) in the joint space."""
-        return F.normalize(self.image_projection(self(images)), dim=-1)
+        return self.embed_features(self(images))
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, num_features) -> unit vectors (B, E) in the joint space."""
+        return F.normalize(self.image_projection(features), dim=-1)
 
     def text_embedding(self, sentence: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings (B, D) of the evaluator's text encoder -> unit vectors (B, E)."""

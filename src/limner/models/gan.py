@@ -169,6 +169,13 @@ class Generator(PretrainedModel):
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
 
 
+def down_channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
+    """Channels of a down-sampling stack, full resolution to 4x4: the first `blocks + 1` multipliers."""
+    if len(multipliers) < blocks + 1:
+        raise ConfigError(f"channel_multipliers needs at least {blocks + 1} entries for this resolution")
+    return [base * m for m in multipliers[: blocks + 1]]
+
+
 class DownBlock(nn.Module):
     """Strided conv down x2 with a learned-gain residual over an avg-pooled shortcut."""
 
@@ -193,9 +200,7 @@ class Discriminator(PretrainedModel):
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__(config)
         blocks = _check_resolution(config.resolution)
-        channels = [config.base_channels * m for m in config.channel_multipliers[: blocks + 1]]
-        if len(channels) < blocks + 1:
-            raise ConfigError(f"channel_multipliers needs at least {blocks + 1} entries for this resolution")
+        channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.text_norm = TextStandardizer(config.text_dim)
         self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
