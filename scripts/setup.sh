@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs limner into .venv on a fresh machine (Python 3.11, CPU PyTorch 2.13.0).
 # Also installs, when run as root with apt, the Noto Color Emoji font (emoji dataset) and
-# chromium (the test that renders report.html headless).
+# chromium and its driver (the tests that render report.html and drive the server's page headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 command -v chromium >/dev/null || missing+=(chromium)   # the tests render report.html headless
+command -v chromedriver >/dev/null || missing+=(chromium-driver)   # and drive the server's web page
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
   else
-    echo "note: the emoji dataset and the report test need: sudo apt-get install ${missing[*]}" >&2
+    echo "note: the emoji dataset and the browser tests need: sudo apt-get install ${missing[*]}" >&2
   fi
 fi
 

@@ -1,7 +1,10 @@
 import pytest
+import torch
 
 from limner.data import build_shapes
-from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.models import DiscriminatorConfig, Generator, GeneratorConfig
+from limner.pipelines import TextToImagePipeline
+from limner.text import BagOfWordsEncoder
 
 TINY_GENERATOR = {"base_channels": 4, "noise_dim": 8, "condition_hidden": 16}
 TINY_DISCRIMINATOR = {"base_channels": 4}
@@ -44,3 +47,12 @@ def tiny_generator_config(**extra) -> GeneratorConfig:
 
 def tiny_discriminator_config(**extra) -> DiscriminatorConfig:
     return DiscriminatorConfig(**{**TINY_DISCRIMINATOR, "text_dim": 12, **extra})
+
+
+def tiny_pipeline(seed: int = 0) -> TextToImagePipeline:
+    """A random tiny generator whose images still depend on noise and caption."""
+    torch.manual_seed(seed)
+    encoder = BagOfWordsEncoder.from_captions(["a small red circle in the top left", "a large blue square"])
+    generator = Generator(tiny_generator_config(text_dim=encoder.dim))
+    torch.nn.init.normal_(generator.blocks[0].fuse1.affine1.shift[2].weight, std=0.5)
+    return TextToImagePipeline(generator, encoder)

@@ -1,8 +1,9 @@
-import torch
-
 import math
 
-from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp
+import pytest
+import torch
+
+from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss
 
 
 def test_hinge_d_loss_by_hand():
@@ -59,3 +60,10 @@ def test_contrastive_loss_spreads_the_target_over_a_repeated_caption():
     shared = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
     loss = contrastive_loss(torch.eye(3), torch.eye(3), shared, temperature=0.1)
     assert math.isclose(loss.item(), math.log(math.exp(10.0) + 2.0) - 20.0 / 3.0, rel_tol=1e-5)
+
+
+def test_reconstruction_loss_is_the_mean_absolute_pixel_error():
+    fake = torch.tensor([[0.5, -1.0], [0.0, 1.0]])
+    real = torch.tensor([[0.0, -1.0], [1.0, 1.0]])  # errors 0.5, 0, 1, 0
+    assert reconstruction_loss(fake, real) == pytest.approx(0.375)
+    assert reconstruction_loss(real, real) == 0.0

@@ -70,3 +70,35 @@ def test_text_standardizer_centres_and_scales_and_travels_with_the_weights(tmp_p
     generator.save_pretrained(tmp_path / "g")
     loaded = Generator.from_pretrained(tmp_path / "g")
     assert torch.equal(loaded.text_norm(sentences), out)
+
+
+def test_text_components_drop_directions_the_training_captions_never_vary_in(tmp_path):
+    torch.manual_seed(0)
+    # training captions vary only along the first two axes of a 12-d space
+    sentences = torch.zeros(30, 12)
+    sentences[:, :2] = torch.randn(30, 2)
+    generator = Generator(tiny_generator_config(text_components=2))
+    generator.text_norm.fit(sentences)
+    new_wording = sentences[:5].clone()
+    new_wording[:, 5:] += 3.0  # a shift in directions unseen in training
+    assert torch.allclose(generator.text_norm(new_wording), generator.text_norm(sentences[:5]), atol=1e-5)
+    assert generator.text_norm(sentences).pow(2).mean().item() == pytest.approx(1.0, abs=1e-4)
+    generator.save_pretrained(tmp_path / "g")
+    assert torch.equal(Generator.from_pretrained(tmp_path / "g").text_norm(new_wording), generator.text_norm(new_wording))
+
+
+def test_text_components_beyond_the_training_captions_are_refused():
+    with pytest.raises(ConfigError, match="distinct training captions"):
+        Generator(tiny_generator_config(text_components=5)).text_norm.fit(torch.randn(3, 12))
+
+
+def test_condition_noise_stays_in_the_kept_directions_at_the_asked_scale():
+    torch.manual_seed(0)
+    sentences = torch.zeros(50, 12)
+    sentences[:, :3] = torch.randn(50, 3) * torch.tensor([3.0, 2.0, 1.0])
+    norm = Generator(tiny_generator_config(text_components=3)).text_norm
+    norm.fit(sentences)
+    noise = norm.noise_like(torch.zeros(20000, 12), 0.5, torch.Generator().manual_seed(1))
+    assert noise[:, 3:].abs().max() < 1e-5  # nothing outside the training captions' directions
+    per_direction = (sentences - sentences.mean(0)).pow(2).sum(1).mean().div(3).sqrt()
+    assert noise.pow(2).sum(1).mean().div(3).sqrt().item() == pytest.approx(0.5 * per_direction.item(), rel=0.03)

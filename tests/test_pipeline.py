@@ -2,20 +2,14 @@ import pytest
 import torch
 
 from limner.errors import ModelLoadError
-from limner.models import Generator
-from limner.pipelines import TextToImagePipeline
-from limner.text import BagOfWordsEncoder
+from limner.pipelines import GenerationRequest, TextToImagePipeline
 from limner.utils.images import images_equal
-from tests.conftest import tiny_generator_config
+from tests.conftest import tiny_pipeline
 
 
 @pytest.fixture
 def pipe():
-    torch.manual_seed(0)
-    encoder = BagOfWordsEncoder.from_captions(["a small red circle in the top left", "a large blue square"])
-    generator = Generator(tiny_generator_config(text_dim=encoder.dim))
-    torch.nn.init.normal_(generator.blocks[0].fuse1.affine1.shift[2].weight, std=0.5)
-    return TextToImagePipeline(generator, encoder)
+    return tiny_pipeline()
 
 
 def test_returns_pil_images_grouped_by_prompt(pipe):
@@ -45,3 +39,14 @@ def test_bad_inputs(pipe, tmp_path):
         pipe("x", num_images_per_prompt=0)
     with pytest.raises(ModelLoadError, match="no model_index.json"):
         TextToImagePipeline.from_pretrained(tmp_path)
+
+
+def test_a_request_gets_the_same_images_in_a_shared_batch_as_alone(pipe):
+    requests = [GenerationRequest("a red circle", 2, seed=5), GenerationRequest("a blue square", 3, seed=9, truncation=0.5),
+                GenerationRequest("a red circle", 1, seed=11)]
+    together = pipe.generate_batch(requests)
+    assert [t.shape[0] for t in together] == [2, 3, 1]
+    for request, images in zip(requests, together):
+        alone = pipe.generate_tensors(request.prompt, num_images_per_prompt=request.num_images, seed=request.seed, truncation=request.truncation)
+        assert torch.allclose(images, alone, atol=1e-5)
+    assert not torch.allclose(together[0][:1], together[2])  # other seed, other image

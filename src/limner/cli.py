@@ -4,6 +4,9 @@
     limner data emoji --out DIR --resolution 64
     limner train --preset shapes [--train-data-dir DIR] [--max-train-steps N] ...
     limner generate MODEL_DIR "a small red circle in the top left" -n 8 -o grid.png
+    limner caption MODEL_DIR a.png b.png [--beams 3]
+    limner serve [NAME=]MODEL_DIR ... [--host H --port P --api-keys FILE]
+    limner keys create|revoke|list --file FILE [NAME]
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
-    train.add_argument("--model", default="gan", choices=["gan", "evaluator"],
-                       help="gan (default), or evaluator: the independent image-text scorer `limner evaluate` uses")
+    train.add_argument("--model", default="gan", choices=["gan", "evaluator", "captioner"],
+                       help="gan (default); evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text")
     train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
     for flag, _, kind, text in _TRAIN_FLAGS:
         train.add_argument(flag, type=kind, default=None, help=text)
@@ -81,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", default="grid.png")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
+    caption = commands.add_parser("caption", help="describe images in words with a trained captioner")
+    caption.add_argument("model_dir")
+    caption.add_argument("images", nargs="+")
+    caption.add_argument("--beams", type=int, default=None, help="beam width (default: the model's; 1 is greedy)")
+    caption.add_argument("--max-length", type=int, default=None, help="at most this many tokens")
+
     evaluate = commands.add_parser("evaluate", help="score a model: metrics.json and report.html")
     evaluate.add_argument("model_dir")
     evaluate.add_argument("--data", required=True, help="the imagefolder the model was trained on, or a builtin dataset: shapes, emoji")
@@ -92,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fid-features", default="evaluator", choices=["evaluator", "inception"],
                           help="FID/KID features: the evaluator (default) or Inception-v3 (needs torch-fidelity and its weights)")
     evaluate.add_argument("--no-progress", action="store_true")
+
+    serve = commands.add_parser("serve", help="serve models over the OpenAI Images API, with a web page at /")
+    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR", help="model folders; the name defaults to the folder's")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address; anything beyond loopback needs --api-keys")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-keys", default=None, help="key file from `limner keys create`")
+    serve.add_argument("--config", default=None, help="a JSON file of ServeConfig values (limits, batching, blocklist)")
+    serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
+    serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
+
+    keys = commands.add_parser("keys", help="create, revoke or list API keys for `limner serve`")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
+    keys.add_argument("--file", required=True, help="the key file (created if absent)")
     return parser
 
 
@@ -132,6 +155,8 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides = {**file_values, **overrides}
     if args.model == "evaluator":
         return _train_evaluator(args, overrides)
+    if args.model == "captioner":
+        return _train_captioner(args, overrides)
     config = build_train_config(args.preset, overrides)
     result = train(config, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
@@ -154,6 +179,40 @@ def _train_evaluator(args: argparse.Namespace, overrides: dict[str, Any]) -> int
     print(f"trained the evaluator {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
           f"test recall@1 (image to caption) {recall}")
     print(f"evaluator: {result.output_dir}")
+    return 0
+
+
+def _train_captioner(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from limner.training import build_train_config
+    from limner.training.captioner_trainer import train_captioner
+
+    defaults = {"max_train_minutes": 5, "max_train_steps": 100_000, "output_dir": f"outputs/{args.preset}-captioner", "train_batch_size": 64}
+    config = build_train_config(args.preset, {**defaults, **overrides, "model": "captioner"})
+    result = train_captioner(config, progress=not args.no_progress)
+    exact = "n/a (no test split)" if result.test_exact_match is None else f"{result.test_exact_match:.3f}"
+    print(f"trained the captioner {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
+          f"test exact match (greedy) {exact}")
+    print(f"captioner: {result.output_dir}")
+    return 0
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    from limner.errors import DataError
+    from limner.pipelines.image_to_text import ImageToTextPipeline
+
+    pipe = ImageToTextPipeline.from_pretrained(args.model_dir)
+    images = []
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError) as err:
+            raise DataError(f"{path}: not a readable image ({err})") from err
+    for path, result in zip(args.images, pipe(images, beams=args.beams, max_length=args.max_length)):
+        print(f"{path}\t{result['generated_text']}")
     return 0
 
 
@@ -193,7 +252,57 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "evaluate": _run_evaluate}
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from limner.config import config_from_dict
+    from limner.errors import ConfigError
+    from limner.pipelines import load_pipeline
+    from limner.serving import ServeConfig, create_app
+
+    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values.update(host=args.host, port=args.port)
+    if args.api_keys:
+        values["api_keys_file"] = args.api_keys
+    if args.no_batching:
+        values["batching"] = False
+    if args.max_batch_size:
+        values["max_batch_size"] = args.max_batch_size
+    config = config_from_dict(ServeConfig, values, where=args.config or "serve flags")
+    models = {}
+    for spec in args.models:
+        name, sep, folder = spec.partition("=")
+        name, folder = (name, folder) if sep else (Path(spec).resolve().name, spec)
+        if name in models:
+            raise ConfigError(f"two models are named {name!r}; name them with NAME=DIR")
+        models[name] = load_pipeline(folder)
+    app = create_app(models, config)
+    print(f"limner serving {', '.join(models)} on http://{config.host}:{config.port}/ (API at /v1)")
+    uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="warning", timeout_graceful_shutdown=30)
+    return 0
+
+
+def _run_keys(args: argparse.Namespace) -> int:
+    from limner.serving.keys import create_key, read_key_file, revoke_key
+
+    if args.action in ("create", "revoke") and not args.name:
+        print(f"limner: error: keys {args.action} needs a NAME", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.action == "create":
+        key = create_key(Path(args.file), args.name)
+        print(key)
+        print(f"(key {args.name!r} added to {args.file}; only its hash is stored, so keep the key now)", file=sys.stderr)
+    elif args.action == "revoke":
+        count = revoke_key(Path(args.file), args.name)
+        print(f"revoked {count} key(s) named {args.name!r}; a running server notices within a second")
+    else:
+        for record in read_key_file(Path(args.file)):
+            print(f"{record.name}\t{'revoked' if record.revoked else 'live'}")
+    return 0
+
+
+_COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "caption": _run_caption, "evaluate": _run_evaluate,
+             "serve": _run_serve, "keys": _run_keys}
 
 if __name__ == "__main__":
     sys.exit(main())

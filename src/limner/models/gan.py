@@ -48,6 +48,9 @@ class GeneratorConfig:
     # feed [noise; sentence] to the 4x4 stem too (DF-GAN feeds noise only); the per-channel
     # affines cannot move things in space, so a text-aware stem lays out position sooner
     text_in_stem: bool = True
+    # keep only this many principal directions of the training captions' embeddings
+    # (0: all); see TextStandardizer. Small values help new wordings of known ideas.
+    text_components: int = 0
 
     def __post_init__(self) -> None:
         _check_resolution(self.resolution)
@@ -66,6 +69,7 @@ class DiscriminatorConfig:
     # scores every image against every caption of the batch (XMC-GAN's idea), a denser
     # signal about what a caption asks for than one real/fake logit per pair
     contrastive_dim: int = 0
+    text_components: int = 0  # as in GeneratorConfig
 
 
 class TextStandardizer(nn.Module):
@@ -74,24 +78,58 @@ class TextStandardizer(nn.Module):
     Captions of one domain share most of their embedding (all shapes captions
     sit close together); what tells them apart is a small offset. Subtracting the
     shared part and rescaling makes that offset the whole signal from step one,
-    instead of a 0.1-sized wrinkle next to the unit-variance noise. Identity until
-    `fit` is called; the statistics are buffers, so they travel with the weights.
+    instead of a 0.1-sized wrinkle next to the unit-variance noise.
+
+    With `components` > 0 the offset is also projected onto the top principal
+    directions of the training captions. A new wording of a known idea ("upper
+    right" for "top right", a different sentence frame) moves the embedding partly
+    along directions the training captions never vary in; a network has learnt
+    nothing there and may answer anything, so those directions are dropped (a
+    linear probe does the same implicitly: its weights lie in the span of its
+    training inputs). Identity until `fit` is called; the statistics are buffers,
+    so they travel with the weights.
     """
 
-    def __init__(self, text_dim: int) -> None:
+    def __init__(self, text_dim: int, components: int = 0) -> None:
         super().__init__()
+        if components < 0 or components > text_dim:
+            raise ConfigError(f"text_components must be between 0 (off) and the text size {text_dim}, got {components}")
         self.register_buffer("mean", torch.zeros(text_dim))
         self.register_buffer("inv_std", torch.ones(()))
+        # (k, D) orthonormal rows; absent when off, so models saved without it still load
+        self.register_buffer("basis", torch.zeros(components, text_dim) if components else None)
 
     @torch.no_grad()
     def fit(self, sentences: torch.Tensor) -> None:
         """sentences (N, D): the embeddings of the training captions."""
         self.mean.copy_(sentences.mean(0))
-        spread = (sentences - self.mean).pow(2).mean().sqrt()
+        offsets = sentences - self.mean
+        if self.basis is not None:
+            components = self.basis.shape[0]
+            if components > min(offsets.shape):
+                raise ConfigError(f"text_components={components} needs at least {components} distinct training captions, got {len(offsets)}")
+            _, _, directions = torch.linalg.svd(offsets.double(), full_matrices=False)
+            self.basis.copy_(directions[:components].to(self.basis.dtype))
+            offsets = offsets @ self.basis.T @ self.basis
+        spread = offsets.pow(2).mean().sqrt()
         self.inv_std.copy_(1.0 / spread.clamp(min=1e-6))
 
+    def noise_like(self, sentence: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Gaussian noise in the encoder's space (B, D), to add to `sentence`: within the kept
+        principal directions when there are some, else in all; `scale` 1 means a standard
+        deviation per direction equal to the training captions' average spread per direction."""
+        spread = 1.0 / self.inv_std  # RMS per coordinate of the training offsets (after projection)
+        if self.basis is None:
+            return torch.randn(sentence.shape, generator=generator) * spread * scale
+        components, dim = self.basis.shape
+        per_direction = spread * math.sqrt(dim / components)
+        return torch.randn(sentence.shape[0], components, generator=generator) @ self.basis * per_direction * scale
+
     def forward(self, sentence: torch.Tensor) -> torch.Tensor:
-        return (sentence - self.mean) * self.inv_std
+        offset = sentence - self.mean
+        if self.basis is not None:
+            offset = offset @ self.basis.T @ self.basis  # (B, D), kept in the encoder's coordinates
+        return offset * self.inv_std
 
 
 class Affine(nn.Module):
@@ -151,7 +189,7 @@ class Generator(PretrainedModel):
         blocks = _check_resolution(config.resolution)
         channels = _channel_plan(config.base_channels, config.channel_multipliers, blocks)
         condition_dim = config.noise_dim + config.text_dim
-        self.text_norm = TextStandardizer(config.text_dim)
+        self.text_norm = TextStandardizer(config.text_dim, config.text_components)
         stem_in = condition_dim if config.text_in_stem else config.noise_dim
         self.stem = nn.Linear(stem_in, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
@@ -201,7 +239,7 @@ class Discriminator(PretrainedModel):
         super().__init__(config)
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
-        self.text_norm = TextStandardizer(config.text_dim)
+        self.text_norm = TextStandardizer(config.text_dim, config.text_components)
         self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
         self.head = nn.Sequential(

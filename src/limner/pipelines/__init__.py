@@ -1,5 +1,29 @@
 """Inference pipelines (no training code here)."""
 
-from limner.pipelines.text_to_image import TextToImagePipeline
+from __future__ import annotations
 
-__all__ = ["TextToImagePipeline"]
+import json
+from pathlib import Path
+
+from limner.errors import ModelLoadError
+from limner.pipelines.image_to_text import ImageToTextPipeline
+from limner.pipelines.text_to_image import GenerationRequest, TextToImagePipeline
+
+PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline)}
+
+
+def load_pipeline(folder: str | Path) -> TextToImagePipeline | ImageToTextPipeline:
+    """Whichever pipeline a saved model folder holds, by its model_index.json."""
+    index_path = Path(folder) / "model_index.json"
+    try:
+        name = json.loads(index_path.read_text()).get("_class_name")
+    except FileNotFoundError:
+        raise ModelLoadError(f"{folder}: no model_index.json; is this a folder written by `limner train`?") from None
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ModelLoadError(f"{index_path}: not a valid model index ({err})") from err
+    if name not in PIPELINES:
+        raise ModelLoadError(f"{index_path}: unknown pipeline class {name!r}; known: {sorted(PIPELINES)}")
+    return PIPELINES[name].from_pretrained(folder)
+
+
+__all__ = ["GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,16 @@ from limner.text import TextEncoder, load_text_encoder
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One caller's ask inside a shared batch: its own prompt, count, seed and truncation."""
+
+    prompt: str
+    num_images: int = 1
+    seed: int | None = None
+    truncation: float | None = None
 
 
 class TextToImagePipeline:
@@ -63,6 +74,39 @@ class TextToImagePipeline:
             for i in range(0, sentence.shape[0], self.max_batch_size)
         ]
         return torch.cat(chunks)
+
+    @torch.no_grad()
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[torch.Tensor]:
+        """Several requests through the generator together; one (n, 3, H, W) tensor per request.
+
+        Each request draws its noise from its own seed, so its images are the same
+        as `generate_tensors(prompt, num_images_per_prompt=n, seed=seed)` alone,
+        whatever else shares the batch.
+        """
+        if not requests:
+            return []
+        prompts = sorted({r.prompt for r in requests})
+        if any(not p.strip() for p in prompts):
+            raise ValueError("prompts must be non-empty strings")
+        table = dict(zip(prompts, self.text_encoder.encode(prompts).sentence))
+        sentence = torch.stack([table[r.prompt] for r in requests for _ in range(r.num_images)])  # (N, D)
+        noise = torch.cat([
+            truncated_noise(
+                (r.num_images, self.generator.config.noise_dim),
+                truncation=self.truncation if r.truncation is None else r.truncation,
+                generator=torch.Generator().manual_seed(r.seed if r.seed is not None else secrets.randbits(63)),
+            )
+            for r in requests
+        ])
+        images = torch.cat([
+            self.generator(noise[i : i + self.max_batch_size], sentence[i : i + self.max_batch_size])
+            for i in range(0, sentence.shape[0], self.max_batch_size)
+        ])
+        return list(images.split([r.num_images for r in requests]))
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.config.resolution
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -10,6 +10,7 @@ from typing import Any
 from limner.config import config_from_dict, merge_config
 from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.models.captioner import CaptionerConfig
 from limner.models.evaluator import EvaluatorConfig
 from limner.models.gan import RESOLUTIONS
 
@@ -24,12 +25,15 @@ class TrainConfig:
     text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
     text_pooling: str | None = None       # None: the family's default (mean, last or eos)
     text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
+    text_components: int = 0              # models see only the top-k principal directions of the training captions (0: all)
     # models
-    model: str = "gan"                    # "gan", or "evaluator" (the independent scorer for `limner evaluate`)
+    model: str = "gan"                    # "gan", "evaluator" (the independent scorer for `limner evaluate`) or "captioner"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     evaluator_learning_rate: float = 1e-3
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    captioner_learning_rate: float = 1e-3
     # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
     train_batch_size: int = 64
     max_train_steps: int = 2000
@@ -44,6 +48,8 @@ class TrainConfig:
     contrastive_weight: float = 0.0       # image-text InfoNCE on the discriminator's head (needs contrastive_dim)
     contrastive_temperature: float = 0.1
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
+    reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
+    condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
     # bookkeeping
     output_dir: str = "outputs/run"
     seed: int = 0
@@ -79,6 +85,10 @@ class TrainConfig:
             raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
         if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
             raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+        if self.condition_noise < 0:
+            raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
+        if self.reconstruction_weight < 0:
+            raise ConfigError(f"reconstruction_weight must be 0 (off) or positive, got {self.reconstruction_weight}")
         if self.contrastive_temperature <= 0:
             raise ConfigError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -86,16 +96,20 @@ class TrainConfig:
 
     def model_configs(self, text_dim: int) -> tuple[GeneratorConfig, DiscriminatorConfig]:
         """Generator and discriminator configs with resolution and text size filled in."""
-        generator = merge_config(self.generator, {"resolution": self.resolution, "text_dim": text_dim})
-        discriminator = merge_config(self.discriminator, {"resolution": self.resolution, "text_dim": text_dim})
+        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": self.text_components}
+        generator = merge_config(self.generator, shared)
+        discriminator = merge_config(self.discriminator, shared)
         return generator, discriminator
 
     def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
         return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
 
+    def captioner_config(self, vocabulary: tuple[int, ...]) -> CaptionerConfig:
+        return merge_config(self.captioner, {"resolution": self.resolution, "vocabulary": list(vocabulary)})
+
 
 PRESETS = ("shapes", "emoji")
-MODELS = ("gan", "evaluator")
+MODELS = ("gan", "evaluator", "captioner")
 
 
 def load_preset(name: str) -> dict[str, Any]:

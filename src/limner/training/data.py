@@ -39,15 +39,19 @@ class CaptionedImages:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def draw(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random image indices (B,) and, for each, one of its captions drawn at random (B,) into `captions`."""
+        index = torch.randint(len(self), (batch_size,), generator=rng)
+        pick = (torch.rand(batch_size, generator=rng) * self.counts[index]).long()
+        return index, self.caption_ids[self.offsets[index] + pick]
+
     def sample(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(images (B, 3, H, W) in [-1, 1], sentence (B, D), mismatched sentence (B, D)).
 
         Each image's caption is drawn at random from its captions; the mismatched
         caption is a random caption of the dataset that differs from the true one.
         """
-        index = torch.randint(len(self), (batch_size,), generator=rng)
-        pick = (torch.rand(batch_size, generator=rng) * self.counts[index]).long()
-        own = self.caption_ids[self.offsets[index] + pick]  # (B,)
+        index, own = self.draw(batch_size, rng)
         if len(self.captions) == 1:  # nothing to mismatch with: the term then teaches nothing
             other = own
         else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from limner.models import Discriminator, Generator
-from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp
+from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss
 
 
 @dataclass
@@ -29,6 +29,7 @@ class GANBatch:
     sentence: torch.Tensor    # (B, D) embeddings of each image's own caption
     mismatched: torch.Tensor  # (B, D) embeddings of other captions
     noise: torch.Tensor       # (B, Z)
+    generator_sentence: torch.Tensor | None = None  # what the generator conditions on, if not `sentence`
 
 
 def gan_train_step(
@@ -42,15 +43,19 @@ def gan_train_step(
     contrastive_weight: float = 0.0,
     contrastive_temperature: float = 0.1,
     image_contrastive_weight: float = 0.0,
+    reconstruction_weight: float = 0.0,
 ) -> dict[str, float]:
     """With contrastive_weight > 0 the discriminator also learns to match real images to their
     captions across the batch, and the generator is asked to make its images match theirs.
     With image_contrastive_weight > 0 each generated image is also asked to sit, in that
-    space, next to the real images of its caption and away from the others."""
+    space, next to the real images of its caption and away from the others.
+    With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
+    the real image it shares a caption with (batch.images[i] for batch.sentence[i])."""
     generator, discriminator = models.generator, models.discriminator
     stats: dict[str, float] = {}
     same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
-    fake = generator(batch.noise, batch.sentence)  # (B, 3, H, W)
+    condition = batch.sentence if batch.generator_sentence is None else batch.generator_sentence
+    fake = generator(batch.noise, condition)  # (B, 3, H, W), judged against batch.sentence
 
     images = batch.images.detach().requires_grad_(True)
     # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
@@ -87,6 +92,10 @@ def gan_train_step(
             )
             g_total = g_total + image_contrastive_weight * fake_to_real
             stats["contrastive_image"] = fake_to_real.item()
+    if reconstruction_weight > 0:
+        reconstruction = reconstruction_loss(fake, batch.images)
+        g_total = g_total + reconstruction_weight * reconstruction
+        stats["reconstruction"] = reconstruction.item()
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
     discriminator.requires_grad_(True)

@@ -179,6 +179,10 @@ class Trainer:
         images, sentence, mismatched = self.data.sample(config.train_batch_size, self.sampler_rng)
         noise = torch.randn(config.train_batch_size, self.models.generator.config.noise_dim, generator=self.sampler_rng)
         batch = GANBatch(images=images, sentence=sentence, mismatched=mismatched, noise=noise)
+        if config.condition_noise > 0:
+            # conditioning augmentation: the generator must draw a caption's image from anywhere
+            # near its embedding, so a new wording that lands nearby still draws the right thing
+            batch.generator_sentence = sentence + self.models.generator.text_norm.noise_like(sentence, config.condition_noise, self.sampler_rng)
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
         return gan_train_step(
@@ -186,6 +190,7 @@ class Trainer:
             gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
             contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
             image_contrastive_weight=config.image_contrastive_weight,
+            reconstruction_weight=config.reconstruction_weight,
         )
 
     def _validate(self, writer, *, final: bool = False) -> None:

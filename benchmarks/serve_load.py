@@ -1,0 +1,208 @@
+"""Load benchmark for `limner serve`: loopback only, bounded in requests and time.
+
+Starts the server in a subprocess on 127.0.0.1, then drives it with concurrent
+clients (asyncio + httpx) in three phases, and prints for each: requests/s,
+images/s, p50/p95/p99 latency, status counts and the server's resident memory
+(start, peak, end):
+
+  1. batching on, `--clients` concurrent clients
+  2. batching off, the same load
+  3. overload: 10x the clients against a small queue (expect only 200, 429 and 503)
+
+Before that it measures the offline pipeline (no HTTP) at the server's batch size,
+so the served images/s can be read as a fraction of it.
+
+    python benchmarks/serve_load.py                       # a fresh shapes-preset generator
+    python benchmarks/serve_load.py --model outputs/shapes --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from limner.pipelines import GenerationRequest, TextToImagePipeline
+from limner.utils.images import to_pil
+
+PROMPTS = [f"a {size} {color} {shape} in the {position}"
+           for size in ("small", "large") for color in ("red", "green", "blue")
+           for shape in ("circle", "square", "triangle") for position in ("top left", "center", "bottom right")]
+
+
+def fresh_model(folder: Path) -> Path:
+    """A randomly initialised generator of the shapes preset's size with the MiniLM encoder: the
+    cost of serving depends on the architecture, not on what the weights learnt."""
+    from limner.models import Generator
+    from limner.text import HuggingFaceTextEncoder
+    from limner.training import build_train_config
+
+    config = build_train_config("shapes")
+    encoder = HuggingFaceTextEncoder(config.text_encoder)
+    generator_config, _ = config.model_configs(encoder.dim)
+    TextToImagePipeline(Generator(generator_config), encoder, truncation=config.truncation).save_pretrained(folder)
+    return folder
+
+
+def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, seconds: float) -> float:
+    requests = [GenerationRequest(PROMPTS[i % len(PROMPTS)], 1, seed=i) for i in range(batch_size)]
+    to_pil(torch_cat(pipe.generate_batch(requests)))  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        to_pil(torch_cat(pipe.generate_batch(requests)))
+        done += batch_size
+    return done / (time.perf_counter() - started)
+
+
+def torch_cat(tensors):
+    import torch
+
+    return torch.cat(tensors)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class ServerProcess:
+    def __init__(self, model: Path, port: int, config: dict) -> None:
+        self.config_file = Path(tempfile.mkstemp(suffix=".json")[1])
+        self.config_file.write_text(json.dumps(config))
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "limner.cli", "serve", f"shapes={model}", "--port", str(port), "--config", str(self.config_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("server exited: " + self.process.stderr.read().decode()[-2000:])
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+
+    def rss(self) -> float:
+        return rss_mib(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.config_file.unlink(missing_ok=True)
+
+
+async def drive(url: str, clients: int, images_per_request: int, seconds: float, max_requests: int, rss) -> dict:
+    latencies, statuses, images = [], {}, 0
+    memory = [rss()]
+    deadline = time.monotonic() + seconds
+    sent = 0
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal images, sent
+        while time.monotonic() < deadline and sent < max_requests:
+            sent += 1
+            body = {"prompt": PROMPTS[(index + sent) % len(PROMPTS)], "n": images_per_request, "seed": sent}
+            started = time.perf_counter()
+            try:
+                response = await http.post(url + "/v1/images/generations", json=body)
+                status = response.status_code
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            elapsed = time.perf_counter() - started
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 200:
+                latencies.append(elapsed)
+                images += images_per_request
+            elif status in (429, 503):
+                await asyncio.sleep(min(1.0, float(response.headers.get("Retry-After", 1))) * 0.1)
+
+    async def sample_memory() -> None:
+        while time.monotonic() < deadline:
+            memory.append(rss())
+            await asyncio.sleep(0.5)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(sample_memory(), *(client(i, http) for i in range(clients)))
+    wall = time.perf_counter() - started
+    memory.append(rss())
+    total = sum(statuses.values())
+    lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    return {
+        "requests": total, "requests_per_s": round(total / wall, 1), "images_per_s": round(images / wall, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1), "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
+        "rss_mib_start": round(memory[0], 1), "rss_mib_peak": round(max(memory), 1), "rss_mib_end": round(memory[-1], 1),
+        "seconds": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a model folder (default: a fresh shapes-preset generator)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--images-per-request", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="the server's max_batch_size and the offline batch")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="per phase")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--output", default="outputs/benchmarks/serve_load.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model = Path(args.model) if args.model else fresh_model(Path(scratch) / "model")
+        pipe = TextToImagePipeline.from_pretrained(model)
+        offline = offline_images_per_second(pipe, args.batch_size, seconds=min(args.seconds, 10))
+        del pipe
+        print(f"offline pipeline, batch {args.batch_size}: {offline:.0f} images/s")
+        results = {"offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients}
+        phases = [
+            ("batching on", {"batching": True}, args.clients),
+            ("batching off", {"batching": False}, args.clients),
+            ("overload 10x", {"batching": True, "max_queue_size": args.clients}, args.clients * 10),
+        ]
+        for name, extra, clients in phases:
+            config = {"max_batch_size": args.batch_size, "batch_wait_timeout_s": 0.005, "rate_limit_per_minute": 10**9,
+                      "rate_limit_burst": 10**9, "max_queue_size": 4 * args.clients, **extra}
+            server = ServerProcess(model, args.port, config)
+            try:
+                result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests, server.rss))
+            finally:
+                server.stop()
+            result["fraction_of_offline"] = round(result["images_per_s"] / offline, 3)
+            results[name] = result
+            print(f"{name:<13} clients {clients:>4}: {result['requests_per_s']:>7} req/s {result['images_per_s']:>7} img/s "
+                  f"({result['fraction_of_offline']:.0%} of offline)  p50/p95/p99 {result['p50_ms']}/{result['p95_ms']}/{result['p99_ms']} ms  "
+                  f"statuses {result['statuses']}  RSS MiB start/peak/end {result['rss_mib_start']}/{result['rss_mib_peak']}/{result['rss_mib_end']}")
+    server_errors = sum(v for r in results.values() if isinstance(r, dict) for k, v in r["statuses"].items()
+                        if k.isdigit() and int(k) >= 500 and int(k) != 503)
+    print(f"5xx other than 503 across all phases: {server_errors}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
