@@ -44,13 +44,16 @@ def fresh_model(folder: Path) -> Path:
     """A randomly initialised generator of the shapes preset's size with the MiniLM encoder: the
     cost of serving depends on the architecture, not on what the weights learnt."""
     from limner.models import Generator
-    from limner.text import HuggingFaceTextEncoder
     from limner.training import build_train_config
+    from limner.training.trainer import build_text_encoder
 
     config = build_train_config("shapes")
-    encoder = HuggingFaceTextEncoder(config.text_encoder)
-    generator_config, _ = config.model_configs(encoder.dim)
-    TextToImagePipeline(Generator(generator_config), encoder, truncation=config.truncation).save_pretrained(folder)
+    encoder = build_text_encoder(config, PROMPTS)
+    sentences = encoder.encode(PROMPTS).sentence
+    generator_config, _ = config.model_configs(encoder.dim, sentences)
+    generator = Generator(generator_config)
+    generator.text_norm.fit(sentences)
+    TextToImagePipeline(generator, encoder, truncation=config.truncation).save_pretrained(folder)
     return folder
 
 

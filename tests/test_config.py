@@ -48,3 +48,19 @@ def test_tuples_survive_the_trip():
 def test_absurd_resolution_is_refused_before_any_data_is_read():
     with pytest.raises(ConfigError, match=r"resolution must be one of \(32, 64, 128, 256\), got 100000"):
         build_train_config("shapes", {"resolution": 100000, "train_data_dir": "/nowhere"})
+
+
+def test_text_components_auto_counts_the_directions_captions_vary_in():
+    import torch
+
+    torch.manual_seed(0)
+    sentences = torch.randn(1, 16) + torch.randn(40, 3) @ torch.randn(3, 16)  # three real directions
+    sentences += 1e-4 * torch.randn(40, 16)  # and numerical dust
+    generator, discriminator = TrainConfig(text_components="auto").model_configs(16, sentences)
+    assert generator.text_components == discriminator.text_components == 3
+    assert TrainConfig(text_components=5).model_configs(16)[0].text_components == 5
+    with pytest.raises(ConfigError, match="needs the training captions"):
+        TrainConfig(text_components="auto").model_configs(16)
+    for bad in (-1, "all", 2.5):
+        with pytest.raises(ConfigError, match="text_components"):
+            TrainConfig(text_components=bad)

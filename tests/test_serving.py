@@ -295,6 +295,25 @@ def test_overload_gets_503_with_retry_after_and_slow_generation_times_out():
         assert ask().status_code == 200  # and it recovers on its own
 
 
+def test_shutdown_lets_requests_in_flight_finish():
+    import time
+
+    release = threading.Event()
+    server = BackgroundServer(create_app({"tiny": SlowPipeline(tiny_pipeline(), release)})).__enter__()
+    answers = []
+    client = threading.Thread(target=lambda: answers.append(
+        httpx.post(server.url + "/v1/images/generations", json={"prompt": PROMPT, "n": 2}, timeout=20)))
+    client.start()
+    time.sleep(0.3)  # the request now waits on the generator
+    server.server.should_exit = True  # what SIGTERM and Ctrl-C do
+    time.sleep(0.2)
+    release.set()
+    client.join(20)
+    server.thread.join(20)
+    assert not server.thread.is_alive()
+    assert answers and answers[0].status_code == 200 and len(answers[0].json()["data"]) == 2
+
+
 # ---- real clients -----------------------------------------------------------------------
 
 def test_the_official_openai_client_generates_images(tmp_path):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import torch
+
 from limner.config import config_from_dict, merge_config
 from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
@@ -25,7 +27,9 @@ class TrainConfig:
     text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
     text_pooling: str | None = None       # None: the family's default (mean, last or eos)
     text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
-    text_components: int = 0              # models see only the top-k principal directions of the training captions (0: all)
+    # models see only the top-k principal directions of the training captions' embeddings
+    # (0: all; "auto": those whose singular value is at least 5% of the largest)
+    text_components: int | str = 0
     # models
     model: str = "gan"                    # "gan", "evaluator" (the independent scorer for `limner evaluate`) or "captioner"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -85,6 +89,8 @@ class TrainConfig:
             raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
         if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
             raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+        if self.text_components != AUTO and (not isinstance(self.text_components, int) or self.text_components < 0):
+            raise ConfigError(f'text_components must be a count (0: all) or "auto", got {self.text_components!r}')
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
@@ -94,9 +100,15 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
-    def model_configs(self, text_dim: int) -> tuple[GeneratorConfig, DiscriminatorConfig]:
-        """Generator and discriminator configs with resolution and text size filled in."""
-        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": self.text_components}
+    def model_configs(self, text_dim: int, sentences: torch.Tensor | None = None) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+        """Generator and discriminator configs with resolution and text size filled in;
+        `sentences` (the training captions' embeddings) resolve text_components "auto"."""
+        components = self.text_components
+        if components == AUTO:
+            if sentences is None:
+                raise ConfigError('text_components "auto" needs the training captions\' embeddings')
+            components = significant_directions(sentences)
+        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": components}
         generator = merge_config(self.generator, shared)
         discriminator = merge_config(self.discriminator, shared)
         return generator, discriminator
@@ -109,6 +121,14 @@ class TrainConfig:
 
 
 PRESETS = ("shapes", "emoji")
+AUTO = "auto"
+SIGNIFICANT = 0.05  # "auto" keeps directions whose singular value is at least this share of the largest
+
+
+def significant_directions(sentences: torch.Tensor) -> int:
+    """How many principal directions of the caption embeddings (N, D) carry real variation."""
+    singular = torch.linalg.svdvals((sentences - sentences.mean(0)).double())
+    return max(1, int((singular >= SIGNIFICANT * singular[0]).sum()))
 MODELS = ("gan", "evaluator", "captioner")
 
 

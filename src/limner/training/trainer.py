@@ -90,7 +90,7 @@ class Trainer:
         return text_encoder, data
 
     def _build_models(self) -> GANModels:
-        generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim)
+        generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim, self.data.sentence_table)
         generator, discriminator = Generator(generator_config), Discriminator(discriminator_config)
         generator.text_norm.fit(self.data.sentence_table)
         discriminator.text_norm.fit(self.data.sentence_table)
