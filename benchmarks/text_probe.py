@@ -6,6 +6,10 @@ training captions, and report the all-four accuracy of the probe on the 36
 held-out captions and on the 180 paraphrases of benchmarks/shapes_gan.py. A probe
 that fails says the information is not linearly there for a generator to use.
 
+It also prints, on the training captions' 12 main directions (what a generator
+with text_components 12 sees), how far a paraphrase lands from its own canonical
+caption, as a fraction of the mean distance between neighbouring training captions.
+
     python benchmarks/text_probe.py
 """
 
@@ -43,11 +47,22 @@ def probe_accuracy(train_x: torch.Tensor, test_x: torch.Tensor, train: list, tes
     return result
 
 
+def paraphrase_shift(train_x: torch.Tensor, para_x: torch.Tensor, canonical_x: torch.Tensor, components: int = 12) -> float:
+    """Mean distance from each paraphrase to its canonical caption over the mean distance from each
+    training caption to its nearest neighbour, both on the training captions' main directions."""
+    mean = train_x.mean(0)
+    _, _, directions = torch.linalg.svd(train_x - mean, full_matrices=False)
+    project = lambda x: (x - mean) @ directions[:components].T  # noqa: E731
+    train = project(train_x)
+    spacing = (torch.cdist(train, train) + torch.eye(len(train)) * 1e9).min(1).values.mean()
+    return float((project(para_x) - project(canonical_x)).norm(dim=1).mean() / spacing)
+
+
 def main() -> None:
     train, held_out = shapes.train_compositions(), shapes.held_out_compositions()
     para = paraphrases()
     print(f"ridge {RIDGE}; all-four accuracy of a linear probe trained on the {len(train)} training captions")
-    print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position")
+    print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing")
     for layer in range(7):
         encoder = HuggingFaceTextEncoder(hidden_layer=layer)
         embed = lambda captions: encoder.encode(captions).sentence  # noqa: E731
@@ -55,7 +70,8 @@ def main() -> None:
         held = probe_accuracy(train_x, embed([c.caption for c in held_out]), train, held_out)
         para_scores = probe_accuracy(train_x, embed([p for p, _ in para]), train, [c for _, c in para])
         detail = " / ".join(f"{para_scores[a]:.3f}" for a in shapes.ATTRIBUTES)
-        print(f"{layer:>5}  {held['all']:>8.3f}  {para_scores['all']:>10.3f}   {detail}")
+        shift = paraphrase_shift(train_x, embed([p for p, _ in para]), embed([c.caption for _, c in para]))
+        print(f"{layer:>5}  {held['all']:>8.3f}  {para_scores['all']:>10.3f}   {detail}   {shift:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,26 @@ def test_a_request_gets_the_same_images_in_a_shared_batch_as_alone(pipe):
         alone = pipe.generate_tensors(request.prompt, num_images_per_prompt=request.num_images, seed=request.seed, truncation=request.truncation)
         assert torch.allclose(images, alone, atol=1e-5)
     assert not torch.allclose(together[0][:1], together[2])  # other seed, other image
+
+
+def test_tampered_model_folders_are_refused_clearly(pipe, tmp_path):
+    import json
+
+    folder = tmp_path / "model"
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "os.system"}))
+    with pytest.raises(ModelLoadError, match="not a TextToImagePipeline"):
+        TextToImagePipeline.from_pretrained(folder)
+    (folder / "model_index.json").write_text("{broken")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        TextToImagePipeline.from_pretrained(folder)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    config = json.loads((folder / "generator" / "config.json").read_text())
+    (folder / "generator" / "config.json").write_text(json.dumps({**config, "base_channels": config["base_channels"] * 2}))
+    with pytest.raises(ModelLoadError, match="do not fit the config"):
+        TextToImagePipeline.from_pretrained(folder)
+    (folder / "generator" / "config.json").write_text(json.dumps(config))
+    (folder / "text_encoder" / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="text_encoder/config.json is missing"):
+        TextToImagePipeline.from_pretrained(folder)

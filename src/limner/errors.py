@@ -5,6 +5,7 @@
     ├── DataError           a dataset that cannot be read: missing or corrupt image,
     │                       malformed metadata line, a path that leaves the dataset
     ├── ModelLoadError      a model folder that is missing or incomplete
+    ├── CheckpointError     a checkpoint that fails its checksums, or cannot be written
     └── DependencyError     an optional package or system resource is not installed
 
 The CLI turns any of these into a one-line message and exit code 2.
@@ -25,6 +26,10 @@ class DataError(LimnerError):
 
 class ModelLoadError(LimnerError):
     """A saved model folder cannot be loaded."""
+
+
+class CheckpointError(LimnerError):
+    """A training checkpoint is corrupt, truncated or cannot be written."""
 
 
 class DependencyError(LimnerError):

@@ -127,10 +127,26 @@ class TextToImagePipeline:
         folder = Path(folder)
         if not (folder / MODEL_INDEX).is_file():
             raise ModelLoadError(f"{folder}: no {MODEL_INDEX}; is this a folder written by `limner train`?")
-        index = json.loads((folder / MODEL_INDEX).read_text())
+        index = _read_json(folder / MODEL_INDEX)
+        if index.get("_class_name", cls.__name__) != cls.__name__:
+            raise ModelLoadError(f"{folder}: holds a {index.get('_class_name')!r}, not a {cls.__name__}")
+        truncation = index.get("truncation", 1.0)
+        if not isinstance(truncation, (int, float)):
+            raise ModelLoadError(f"{folder / MODEL_INDEX}: truncation must be a number, got {truncation!r}")
         generator = Generator.from_pretrained(folder / "generator")
-        encoder_config = json.loads((folder / "text_encoder" / "config.json").read_text())
-        text_encoder = load_text_encoder(encoder_config)
+        text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
-        return cls(generator, text_encoder, truncation=index.get("truncation", 1.0))
+        return cls(generator, text_encoder, truncation=float(truncation))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(values, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    return values

@@ -3,12 +3,19 @@
 A checkpoint is a folder `checkpoint-{step}` holding generator/, ema/ and
 discriminator/ (each config.json + model.safetensors) and training_state.pt
 (optimisers, step, RNG states; tensors and plain Python only, loaded with
-weights_only=True). It is written under a hidden temporary name and renamed
-into place, so a folder named `checkpoint-*` is always complete.
+weights_only=True), and manifest.json with the SHA-256 of every other file.
+It is written under a hidden temporary name, fsynced and renamed into place, so
+a folder named `checkpoint-*` is complete unless the disk itself lost data; the
+manifest catches that (or any later damage): resuming from "latest" checks the
+newest checkpoint's checksums and falls back to the newest one that passes.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import logging
 import os
 import random
 import re
@@ -19,18 +26,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from limner.errors import ConfigError
+from limner.errors import CheckpointError, ConfigError
 from limner.models import Discriminator, Generator
 from limner.training.gan_step import GANModels, GANOptimizers
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
+MANIFEST = "manifest.json"
+log = logging.getLogger("limner.checkpoint")
 
 
 def save_checkpoint(root: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> Path:
+    """Write checkpoint-{step}; on any failure (a full disk) the staging copy is removed, earlier
+    checkpoints are untouched, and a CheckpointError says what happened."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"checkpoint-{step}"
     staging = root / f".checkpoint-{step}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write(staging, step, models, optimizers, sampler_rng)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        previous = list_checkpoints(root)
+        kept = f"the previous checkpoint ({previous[-1][1].name}) is intact" if previous else "no earlier checkpoint exists"
+        reason = "no space left on the device" if err.errno == errno.ENOSPC else str(err)
+        raise CheckpointError(f"could not write checkpoint-{step} in {root}: {reason}; {kept}") from err
+    return _publish(root, staging, step)
+
+
+def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> None:
     models.generator.save_pretrained(staging / "generator")
     models.ema.save_pretrained(staging / "ema")
     models.discriminator.save_pretrained(staging / "discriminator")
@@ -44,13 +66,37 @@ def save_checkpoint(root: Path, step: int, models: GANModels, optimizers: GANOpt
         "numpy_rng": _numpy_rng_state(),
     }
     torch.save(state, staging / "training_state.pt")
+    files = {str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+    (staging / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(staging)
+
+
+def _publish(root: Path, staging: Path, step: int) -> Path:
+    final = root / f"checkpoint-{step}"
     if final.exists():  # re-saving the same step: replace the old copy
         old = root / f".checkpoint-{step}.old"
         os.replace(final, old)
         shutil.rmtree(old, ignore_errors=True)
     os.replace(staging, final)
+    _fsync_directory(root)
     return final
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """CheckpointError unless every file listed in the manifest is there with its checksum."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        expected = manifest["sha256"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: no {MANIFEST} (incomplete, or written by an older limner)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{folder}: {MANIFEST} is damaged ({err})") from err
+    for name, digest in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: {name} is missing")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{folder}: {name} fails its checksum (truncated or corrupt)")
 
 
 def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> int:
@@ -78,14 +124,34 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 def resolve_checkpoint(root: Path, spec: str) -> Path | None:
     """`spec` is "latest" (None when there is none yet) or a checkpoint folder."""
     if spec == "latest":
-        checkpoints = list_checkpoints(root)
-        return checkpoints[-1][1] if checkpoints else None
+        return latest_good_checkpoint(root)
     folder = Path(spec)
     if not folder.is_absolute() and not folder.exists():
         folder = root / spec
-    if not (folder / "training_state.pt").is_file():
+    if not (folder / "training_state.pt").is_file() and not (folder / MANIFEST).is_file():
         raise ConfigError(f"--resume-from-checkpoint: {spec!r} is not a checkpoint folder")
+    verify_checkpoint(folder)
     return folder
+
+
+def latest_good_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint that passes its checksums; each bad one on the way is reported.
+    None when there is no checkpoint yet; CheckpointError when there are some but none is good."""
+    checkpoints = list_checkpoints(root)
+    problems = []
+    for _, folder in reversed(checkpoints):
+        try:
+            verify_checkpoint(folder)
+        except CheckpointError as err:
+            log.warning("skipping a bad checkpoint: %s", err)
+            problems.append(str(err))
+            continue
+        if problems:
+            log.warning("resuming from %s, the newest good checkpoint", folder.name)
+        return folder
+    if problems:
+        raise CheckpointError(f"every checkpoint in {root} is damaged: " + "; ".join(problems))
+    return None
 
 
 def prune_checkpoints(root: Path, keep: int) -> None:
@@ -112,8 +178,27 @@ def _numpy_state_from(state: dict[str, Any]) -> tuple:
     return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached"])
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fsync_tree(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_directory(path)
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename or a new entry in `folder` durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,29 +138,14 @@ class Trainer:
         if config.max_train_minutes:
             bar.set_description(f"training (max {config.max_train_minutes:g} min)")
         interrupted = False
-        try:
-            while self.step < config.max_train_steps and time.perf_counter() - started < budget:
-                losses = self._train_one_step()
-                self.step += 1
-                elapsed = time.perf_counter() - started
-                images_per_second = (self.step - start_step) * config.train_batch_size / max(elapsed, 1e-9)
-                bar.update(1)
-                if self.step % config.logging_steps == 0:
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("d_loss", "g_loss", "gp")} | {"img/s": f"{images_per_second:.0f}"})
-                    for name, value in losses.items():
-                        writer.add_scalar(f"train/{name}", value, self.step)
-                    writer.add_scalar("train/images_per_second", images_per_second, self.step)
-                if self.step % config.validation_steps == 0:
-                    self._validate(writer)
-                if config.evaluation_steps and self.step % config.evaluation_steps == 0:
-                    self._evaluate(writer)
-                if self.step % config.checkpointing_steps == 0:
-                    self._checkpoint()
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted at step %d: saving a checkpoint before stopping", self.step)
-        finally:
-            bar.close()
+        with _sigterm_as_interrupt():
+            try:
+                losses = self._loop(writer, bar, started, budget, start_step)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _sigterm_as_interrupt)
+                interrupted = True
+                log.warning("interrupted at step %d: saving a checkpoint before stopping", self.step)
+            finally:
+                bar.close()
         train_seconds = time.perf_counter() - started
         self._checkpoint()
         self.pipeline().save_pretrained(self.output_dir)
@@ -173,6 +161,28 @@ class Trainer:
             scores=scores,
             interrupted=interrupted,
         )
+
+    def _loop(self, writer, bar, started: float, budget: float, start_step: int) -> dict[str, float]:
+        """Steps until the step or time budget is spent, with logging, validation and checkpoints."""
+        config, losses = self.config, {}
+        while self.step < config.max_train_steps and time.perf_counter() - started < budget:
+            losses = self._train_one_step()
+            self.step += 1
+            elapsed = time.perf_counter() - started
+            images_per_second = (self.step - start_step) * config.train_batch_size / max(elapsed, 1e-9)
+            bar.update(1)
+            if self.step % config.logging_steps == 0:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("d_loss", "g_loss", "gp")} | {"img/s": f"{images_per_second:.0f}"})
+                for name, value in losses.items():
+                    writer.add_scalar(f"train/{name}", value, self.step)
+                writer.add_scalar("train/images_per_second", images_per_second, self.step)
+            if self.step % config.validation_steps == 0:
+                self._validate(writer)
+            if config.evaluation_steps and self.step % config.evaluation_steps == 0:
+                self._evaluate(writer)
+            if self.step % config.checkpointing_steps == 0:
+                self._checkpoint()
+        return losses
 
     def _train_one_step(self) -> dict[str, float]:
         config = self.config
@@ -251,6 +261,24 @@ class _NullWriter:
     def add_scalar(self, *args, **kwargs) -> None: ...
     def add_image(self, *args, **kwargs) -> None: ...
     def close(self) -> None: ...
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """While training, SIGTERM (a scheduler, `kill`, a container stop) acts like Ctrl-C:
+    the run saves a checkpoint and its model, then exits cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
