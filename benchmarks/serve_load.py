@@ -9,8 +9,10 @@ images/s, p50/p95/p99 latency, status counts and the server's resident memory
   2. batching off, the same load
   3. overload: 10x the clients against a small queue (expect only 200, 429 and 503)
 
-Before that it measures the offline pipeline (no HTTP) at the server's batch size,
-so the served images/s can be read as a fraction of it.
+Before that it measures the offline pipeline (no HTTP) on batches of the same
+size and shape (as many prompts, as many images per prompt), so the served
+images/s can be read as a fraction of it. The clients run in this process, on
+the same CPU as the server: on a 2-core machine they take a real share of it.
 
     python benchmarks/serve_load.py                       # a fresh shapes-preset generator
     python benchmarks/serve_load.py --model outputs/shapes --seconds 20
@@ -57,13 +59,15 @@ def fresh_model(folder: Path) -> Path:
     return folder
 
 
-def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, seconds: float) -> float:
-    requests = [GenerationRequest(PROMPTS[i % len(PROMPTS)], 1, seed=i) for i in range(batch_size)]
+def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, images_per_request: int, seconds: float) -> float:
+    """The pipeline alone on batches shaped like the server's: batch_size images in requests of
+    images_per_request, each request its own prompt (so as many prompts to encode per batch)."""
+    requests = [GenerationRequest(PROMPTS[i % len(PROMPTS)], images_per_request, seed=i) for i in range(batch_size // images_per_request)]
     to_pil(torch_cat(pipe.generate_batch(requests)))  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         to_pil(torch_cat(pipe.generate_batch(requests)))
-        done += batch_size
+        done += len(requests) * images_per_request
     return done / (time.perf_counter() - started)
 
 
@@ -85,15 +89,18 @@ class ServerProcess:
         self.config_file = Path(tempfile.mkstemp(suffix=".json")[1])
         self.config_file.write_text(json.dumps(config))
         self.port = port
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "limner.cli", "serve", f"shapes={model}", "--port", str(port), "--config", str(self.config_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        # the server's log (one access line per request) goes to a file: a pipe nobody reads fills up and stalls it
+        self.log_file = Path(tempfile.mkstemp(suffix=".log")[1])
+        with open(self.log_file, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "limner.cli", "serve", f"shapes={model}", "--port", str(port), "--config", str(self.config_file)],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError("server exited: " + self.process.stderr.read().decode()[-2000:])
+                raise RuntimeError("server exited: " + self.log_file.read_text()[-2000:])
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
                     break
@@ -113,6 +120,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.config_file.unlink(missing_ok=True)
+        self.log_file.unlink(missing_ok=True)
 
 
 async def drive(url: str, clients: int, images_per_request: int, seconds: float, max_requests: int, rss) -> dict:
@@ -177,10 +185,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model = Path(args.model) if args.model else fresh_model(Path(scratch) / "model")
         pipe = TextToImagePipeline.from_pretrained(model)
-        offline = offline_images_per_second(pipe, args.batch_size, seconds=min(args.seconds, 10))
+        offline = offline_images_per_second(pipe, args.batch_size, args.images_per_request, seconds=min(args.seconds, 10))
         del pipe
-        print(f"offline pipeline, batch {args.batch_size}: {offline:.0f} images/s")
-        results = {"offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients}
+        print(f"offline pipeline, batch {args.batch_size} ({args.images_per_request} image(s) per prompt): {offline:.0f} images/s")
+        results = {"offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients,
+                   "images_per_request": args.images_per_request}
         phases = [
             ("batching on", {"batching": True}, args.clients),
             ("batching off", {"batching": False}, args.clients),

@@ -11,7 +11,7 @@ One config serves resolutions 32, 64, 128 and 256: the number of blocks follows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn

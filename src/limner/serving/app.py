@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import io
-import json
 import logging
 import re
 import secrets
