@@ -39,7 +39,7 @@ def test_missing_image_names_file_and_line(tmp_path):
 
 def test_malformed_line_names_line(tmp_path):
     root = _folder(tmp_path, [{"file_name": "a.png", "text": "x"}, "{not json"])
-    with pytest.raises(DataError, match=r"metadata.jsonl:2: malformed JSON"):
+    with pytest.raises(DataError, match=r"metadata.jsonl:2: malformed line"):
         ImageFolder(root)
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from limner.errors import DataError
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # far above any training image; a bomb declares more
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class ImageFolder:
 
     def _record(self, row: object, where: str) -> Record:
         if isinstance(row, _MalformedLine):
-            raise DataError(f"{where}: malformed JSON ({row})")
+            raise DataError(f"{where}: malformed line ({row})")
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected an object with 'file_name' and 'text'")
         file_name = row.get("file_name")
@@ -126,18 +127,32 @@ class ImageFolder:
 
 
 def load_image_array(path: Path, resolution: int, *, where: str = "") -> np.ndarray:
-    """uint8 (H, W, 3) of one image file; transparent areas become white."""
+    """uint8 (H, W, 3) of one image file; transparent areas become white.
+
+    The declared size is checked before any pixel is decoded, so a small file that
+    claims to be enormous (a decompression bomb) is refused without using the memory.
+    """
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{where or path}: image {path.name!r} declares {width}x{height} pixels, "
+                                f"more than the limit of {MAX_IMAGE_PIXELS}")
             image.load()
             rgb = to_rgb(image)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{where or path}: cannot read image {path.name!r} ({err})") from err
     return np.asarray(square_resize(rgb, resolution))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "P"):
+    """Any Pillow mode as 8-bit RGB: alpha over white, 16-bit and float greys rescaled."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "P", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -185,15 +200,24 @@ def _metadata_file(folder: Path) -> Path | None:
 
 def _read_rows(metadata: Path) -> Iterable[tuple[int, object]]:
     if metadata.suffix == ".csv":
-        with open(metadata, newline="") as handle:
+        try:
+            metadata.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{metadata}: not UTF-8 ({err})") from err
+        with open(metadata, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"file_name", "text"} <= set(reader.fieldnames):
                 raise DataError(f"{metadata}:1: the header must name the columns 'file_name' and 'text'")
             for row in reader:
                 yield reader.line_num, row
         return
-    with open(metadata) as handle:
-        for line_no, line in enumerate(handle, 1):
+    with open(metadata, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield line_no, _MalformedLine(f"not UTF-8: {err}")
+                continue
             if not line.strip():
                 continue
             try:
