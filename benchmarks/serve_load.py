@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 
 from limner.pipelines import GenerationRequest, TextToImagePipeline
 from limner.utils.images import to_pil
@@ -63,18 +64,12 @@ def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, images
     """The pipeline alone on batches shaped like the server's: batch_size images in requests of
     images_per_request, each request its own prompt (so as many prompts to encode per batch)."""
     requests = [GenerationRequest(PROMPTS[i % len(PROMPTS)], images_per_request, seed=i) for i in range(batch_size // images_per_request)]
-    to_pil(torch_cat(pipe.generate_batch(requests)))  # warm-up
+    to_pil(torch.cat(pipe.generate_batch(requests)))  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        to_pil(torch_cat(pipe.generate_batch(requests)))
+        to_pil(torch.cat(pipe.generate_batch(requests)))
         done += len(requests) * images_per_request
     return done / (time.perf_counter() - started)
-
-
-def torch_cat(tensors):
-    import torch
-
-    return torch.cat(tensors)
 
 
 def rss_mib(pid: int) -> float:

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from limner.data.imagefolder import square_resize, to_rgb
 from limner.errors import ModelLoadError
 from limner.models.captioner import Captioner
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
+from limner.utils.images import from_uint8
 
 MODEL_INDEX = "model_index.json"
 
@@ -51,18 +53,14 @@ class ImageToTextPipeline:
         return [{"generated_text": self.vocabulary.decode(row)} for row in ids]
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """PIL images of any size and mode -> (B, 3, R, R) in [-1, 1]."""
-        side = self.resolution
+        """PIL images of any size and mode -> (B, 3, R, R) in [-1, 1], converted exactly as the
+        training images were read (alpha over white, centre crop, Lanczos resize)."""
         arrays = []
         for image in images:
             if not isinstance(image, Image.Image):
                 raise TypeError(f"expected PIL images, got {type(image).__name__}")
-            rgb = image.convert("RGB")
-            if rgb.size != (side, side):
-                rgb = rgb.resize((side, side), Image.Resampling.LANCZOS)
-            arrays.append(np.asarray(rgb))
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return batch.float().div(127.5).sub(1.0)
+            arrays.append(np.asarray(square_resize(to_rgb(image), self.resolution)))
+        return from_uint8(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)

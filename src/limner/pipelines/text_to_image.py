@@ -69,11 +69,7 @@ class TextToImagePipeline:
             truncation=self.truncation if truncation is None else truncation,
             generator=rng,
         )
-        chunks = [
-            self.generator(noise[i : i + self.max_batch_size], sentence[i : i + self.max_batch_size])
-            for i in range(0, sentence.shape[0], self.max_batch_size)
-        ]
-        return torch.cat(chunks)
+        return self._run_generator(noise, sentence)
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[torch.Tensor]:
@@ -98,11 +94,14 @@ class TextToImagePipeline:
             )
             for r in requests
         ])
-        images = torch.cat([
+        return list(self._run_generator(noise, sentence).split([r.num_images for r in requests]))
+
+    def _run_generator(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """The generator over (N, Z) noise and (N, D) sentences, at most max_batch_size at a time."""
+        return torch.cat([
             self.generator(noise[i : i + self.max_batch_size], sentence[i : i + self.max_batch_size])
             for i in range(0, sentence.shape[0], self.max_batch_size)
         ])
-        return list(images.split([r.num_images for r in requests]))
 
     @property
     def resolution(self) -> int:
