@@ -105,9 +105,6 @@ class ServerProcess:
                 raise RuntimeError("server did not become ready")
             time.sleep(0.2)
 
-    def rss(self) -> float:
-        return rss_mib(self.process.pid)
-
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -118,30 +115,80 @@ class ServerProcess:
         self.log_file.unlink(missing_ok=True)
 
 
-async def drive(url: str, clients: int, images_per_request: int, seconds: float, max_requests: int, rss) -> dict:
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client for one connection: JSON POST, status and body back.
+
+    The clients share the server's two cores, so their cost is part of what is measured;
+    this costs a fraction of a general client's CPU per request (httpx is `--client httpx`).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, body: dict) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        payload = json.dumps(body).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            content = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+            self.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, content
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def server_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(url: str, clients: int, images_per_request: int, seconds: float, max_requests: int, server_pid: int, client_kind: str) -> dict:
     latencies, statuses, images = [], {}, 0
+    rss = lambda: rss_mib(server_pid)  # noqa: E731
     memory = [rss()]
     deadline = time.monotonic() + seconds
     sent = 0
+    host, port = url.removeprefix("http://").split(":")
 
-    async def client(index: int, http: httpx.AsyncClient) -> None:
+    async def post(connection, body: dict) -> tuple[int | str, dict]:
+        try:
+            if client_kind == "raw":
+                status, headers, _ = await connection.post_json("/v1/images/generations", body)
+                return status, headers
+            response = await connection.post(url + "/v1/images/generations", json=body)
+            return response.status_code, response.headers
+        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as err:
+            return type(err).__name__, {}
+
+    async def client(index: int, connection) -> None:
         nonlocal images, sent
         while time.monotonic() < deadline and sent < max_requests:
             sent += 1
             body = {"prompt": PROMPTS[(index + sent) % len(PROMPTS)], "n": images_per_request, "seed": sent}
             started = time.perf_counter()
-            try:
-                response = await http.post(url + "/v1/images/generations", json=body)
-                status = response.status_code
-            except httpx.HTTPError as err:
-                status = type(err).__name__
+            status, headers = await post(connection, body)
             elapsed = time.perf_counter() - started
             statuses[status] = statuses.get(status, 0) + 1
             if status == 200:
                 latencies.append(elapsed)
                 images += images_per_request
             elif status in (429, 503):
-                await asyncio.sleep(min(1.0, float(response.headers.get("Retry-After", 1))) * 0.1)
+                await asyncio.sleep(min(1.0, float(headers.get("retry-after", 1))) * 0.1)
 
     async def sample_memory() -> None:
         while time.monotonic() < deadline:
@@ -149,10 +196,18 @@ async def drive(url: str, clients: int, images_per_request: int, seconds: float,
             await asyncio.sleep(0.5)
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    server_cpu, own_cpu = server_cpu_seconds(server_pid), sum(os.times()[:2])
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        await asyncio.gather(sample_memory(), *(client(i, http) for i in range(clients)))
+    if client_kind == "raw":
+        connections = [RawConnection(host, int(port)) for _ in range(clients)]
+        await asyncio.gather(sample_memory(), *(client(i, c) for i, c in enumerate(connections)))
+        for connection in connections:
+            connection.close()
+    else:
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+            await asyncio.gather(sample_memory(), *(client(i, http) for i in range(clients)))
     wall = time.perf_counter() - started
+    server_cpu, own_cpu = server_cpu_seconds(server_pid) - server_cpu, sum(os.times()[:2]) - own_cpu
     memory.append(rss())
     total = sum(statuses.values())
     lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
@@ -162,6 +217,7 @@ async def drive(url: str, clients: int, images_per_request: int, seconds: float,
         "p99_ms": round(float(np.percentile(lat, 99)), 1), "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
         "rss_mib_start": round(memory[0], 1), "rss_mib_peak": round(max(memory), 1), "rss_mib_end": round(memory[-1], 1),
         "seconds": round(wall, 1),
+        "server_cpu_s": round(server_cpu, 1), "client_cpu_s": round(own_cpu, 1),
     }
 
 
@@ -174,6 +230,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
     parser.add_argument("--max-requests", type=int, default=20_000, help="per phase")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="raw: a minimal keep-alive HTTP/1.1 client (little CPU); httpx: a general client")
     parser.add_argument("--output", default="outputs/benchmarks/serve_load.json")
     args = parser.parse_args()
 
@@ -195,14 +253,16 @@ def main() -> None:
                       "rate_limit_burst": 10**9, "max_queue_size": 4 * args.clients, **extra}
             server = ServerProcess(model, args.port, config)
             try:
-                result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests, server.rss))
+                result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests,
+                                           server.process.pid, args.client))
             finally:
                 server.stop()
             result["fraction_of_offline"] = round(result["images_per_s"] / offline, 3)
             results[name] = result
             print(f"{name:<13} clients {clients:>4}: {result['requests_per_s']:>7} req/s {result['images_per_s']:>7} img/s "
                   f"({result['fraction_of_offline']:.0%} of offline)  p50/p95/p99 {result['p50_ms']}/{result['p95_ms']}/{result['p99_ms']} ms  "
-                  f"statuses {result['statuses']}  RSS MiB start/peak/end {result['rss_mib_start']}/{result['rss_mib_peak']}/{result['rss_mib_end']}")
+                  f"statuses {result['statuses']}  RSS MiB start/peak/end {result['rss_mib_start']}/{result['rss_mib_peak']}/{result['rss_mib_end']}  "
+                  f"CPU s server/clients {result['server_cpu_s']}/{result['client_cpu_s']}")
     server_errors = sum(v for r in results.values() if isinstance(r, dict) for k, v in r["statuses"].items()
                         if k.isdigit() and int(k) >= 500 and int(k) != 503)
     print(f"5xx other than 503 across all phases: {server_errors}")

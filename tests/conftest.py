@@ -56,3 +56,16 @@ def tiny_pipeline(seed: int = 0) -> TextToImagePipeline:
     generator = Generator(tiny_generator_config(text_dim=encoder.dim))
     torch.nn.init.normal_(generator.blocks[0].fuse1.affine1.shift[2].weight, std=0.5)
     return TextToImagePipeline(generator, encoder)
+
+
+def tiny_captioner_pipeline(captions=("a small red circle in the top left",)):
+    """A random tiny captioner over MiniLM's tokenizer (the vocabulary of `captions`)."""
+    from limner.models.captioner import Captioner, CaptionerConfig
+    from limner.pipelines.image_to_text import ImageToTextPipeline
+    from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
+
+    tokenizer = load_tokenizer("all-MiniLM-L6-v2")
+    torch.manual_seed(0)
+    captioner = Captioner(CaptionerConfig(base_channels=4, width=32, heads=2, layers=1, max_length=8,
+                                          vocabulary=CaptionVocabulary.collect(tokenizer, list(captions))))
+    return ImageToTextPipeline(captioner, "all-MiniLM-L6-v2", tokenizer=tokenizer)

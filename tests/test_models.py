@@ -60,6 +60,13 @@ def test_truncated_noise_stays_inside_the_threshold():
     assert torch.equal(noise, same)
 
 
+def test_truncated_noise_has_the_truncated_normal_spread_and_handles_tiny_thresholds():
+    noise = truncated_noise((4000, 16), truncation=1.0, generator=torch.Generator().manual_seed(0))
+    assert abs(noise.std().item() - 0.5396) < 0.01 and abs(noise.mean().item()) < 0.01  # sd of N(0,1) cut at +-1
+    tiny = truncated_noise((8, 4), truncation=1e-300)  # redrawing would never finish here
+    assert tiny.abs().max() <= 1e-300 and truncated_noise((2, 2), truncation=0).abs().max() > 0
+
+
 def test_text_standardizer_centres_and_scales_and_travels_with_the_weights(tmp_path):
     torch.manual_seed(0)
     sentences = torch.randn(1, 12) * 5 + torch.randn(40, 12) * 0.1  # a shared part and small offsets

@@ -17,7 +17,7 @@ from limner.serving.background import BackgroundServer
 from limner.serving.batching import DynamicBatcher, QueueFullError
 from limner.serving.keys import KeyStore, create_key, revoke_key
 from limner.serving.rate_limit import RateLimiter
-from tests.conftest import tiny_pipeline
+from tests.conftest import tiny_captioner_pipeline, tiny_pipeline
 
 PROMPT = "a small red circle in the top left"
 
@@ -260,6 +260,25 @@ def test_a_full_queue_refuses_at_once_and_a_failing_batch_does_not_stop_the_work
     run(scenario())
 
 
+def test_callers_that_gave_up_free_their_places_in_a_full_queue():
+    release = threading.Event()
+
+    async def scenario():
+        batcher = DynamicBatcher(lambda jobs: release.wait(5) and list(jobs), max_batch_size=1, wait_timeout_s=0, max_queue_size=1)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit("running", 1))
+        await asyncio.sleep(0.05)  # the worker holds it; the queue is empty again
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(batcher.submit("impatient", 1), timeout=0.05)  # queued, then abandoned
+        waiting = asyncio.ensure_future(batcher.submit("patient", 1))  # takes the abandoned place
+        await asyncio.sleep(0.01)
+        release.set()
+        assert await running == "running" and await waiting == "patient"
+        await batcher.stop()
+
+    run(scenario())
+
+
 class SlowPipeline:
     """Wraps a pipeline so every generator call waits for `release`."""
 
@@ -337,17 +356,7 @@ def test_the_official_openai_client_generates_images(tmp_path):
 
 @pytest.fixture
 def chat_client():
-    import torch
-
-    from limner.models.captioner import Captioner, CaptionerConfig
-    from limner.pipelines.image_to_text import ImageToTextPipeline
-    from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
-
-    tokenizer = load_tokenizer("all-MiniLM-L6-v2")
-    torch.manual_seed(0)
-    captioner = Captioner(CaptionerConfig(base_channels=4, width=32, heads=2, layers=1, max_length=8,
-                                          vocabulary=CaptionVocabulary.collect(tokenizer, [PROMPT])))
-    pipe = ImageToTextPipeline(captioner, "all-MiniLM-L6-v2", tokenizer=tokenizer)
+    pipe = tiny_captioner_pipeline([PROMPT])
     app = create_app({"tiny": tiny_pipeline(), "captioner": pipe}, ServeConfig(max_image_pixels=64 * 64))
     with TestClient(app) as c:
         yield c, pipe

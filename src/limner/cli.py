@@ -259,6 +259,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from limner.errors import ConfigError
     from limner.pipelines import load_pipeline
     from limner.serving import ServeConfig, create_app
+    from limner.serving.connections import raise_open_file_limit, uvicorn_config
 
     values = json.loads(Path(args.config).read_text()) if args.config else {}
     values.update(host=args.host, port=args.port)
@@ -278,7 +279,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         models[name] = load_pipeline(folder)
     app = create_app(models, config)
     print(f"limner serving {', '.join(models)} on http://{config.host}:{config.port}/ (API at /v1)")
-    uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="warning", timeout_graceful_shutdown=30)
+    raise_open_file_limit(4 * config.max_connections)  # one descriptor per connection, with room to spare
+    uvicorn.Server(uvicorn_config(app, config, timeout_graceful_shutdown=30)).run()
     return 0
 
 

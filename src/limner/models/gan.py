@@ -282,14 +282,14 @@ class Discriminator(PretrainedModel):
 
 
 def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise with every |value| > truncation redrawn (the truncation trick).
+    """Standard normal noise restricted to [-truncation, truncation] (the truncation trick).
 
+    Drawn by the inverse CDF from the matching slice of a uniform, so its time does
+    not depend on how small the truncation is (redrawing would never end near 0).
     truncation <= 0 or >= 10 means no truncation.
     """
-    noise = torch.randn(shape, generator=generator)
-    if 0 < truncation < 10:
-        outside = noise.abs() > truncation
-        while outside.any():
-            noise[outside] = torch.randn(int(outside.sum()), generator=generator)
-            outside = noise.abs() > truncation
-    return noise
+    if not 0 < truncation < 10:
+        return torch.randn(shape, generator=generator)
+    low = torch.special.ndtr(torch.tensor(-float(truncation), dtype=torch.float64))
+    uniform = low + (1 - 2 * low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+    return torch.special.ndtri(uniform).clamp(-truncation, truncation).float()

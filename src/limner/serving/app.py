@@ -20,23 +20,24 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from limner.errors import ConfigError
 from limner.pipelines import GenerationRequest, TextToImagePipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
+from limner.serving.auth import Authenticator
 from limner.serving.batching import DynamicBatcher, QueueFullError
 from limner.serving.config import ServeConfig, parse_size
 from limner.serving.errors import APIError, envelope, error_response
-from limner.serving.guard import BodyTooLarge, RequestGuard
+from limner.serving.guard import BodyTooLarge, BodyTooSlow, RequestGuard
 from limner.serving.image_store import ImageStore
 from limner.serving.keys import KeyStore
 from limner.serving.metrics import ServerMetrics
@@ -48,33 +49,45 @@ MAX_SEED = 2**63 - 1
 STANDARD_SIZES = ("256x256", "512x512", "1024x1024")
 
 
+def _encodable(value: str) -> str:
+    """JSON may carry lone UTF-16 surrogates ("\\ud800") that no UTF-8 output can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+
+
 class ImageGenerationBody(BaseModel):
     """OpenAI's fields, then limner's extensions; unknown fields (quality, style) are ignored."""
 
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
-    prompt: str
-    model: str | None = None
+    prompt: Text
+    model: Text | None = None
     n: int = 1
-    size: str | None = None
+    size: Text | None = None
     response_format: Literal["b64_json", "url"] | None = None
-    user: str | None = None
+    user: Text | None = None
     seed: int | None = None
     truncation: float | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: Text
+    content: Text | list[dict[str, Any]] | None = None
 
 
 class ChatCompletionBody(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
     messages: list[ChatMessage]
-    model: str | None = None
+    model: Text | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    user: str | None = None
+    user: Text | None = None
 
 
 @dataclass
@@ -130,7 +143,7 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
         state["ready"] = False
         await asyncio.gather(*(m.batcher.stop() for m in served.values() if m.batcher))
 
-    app = FastAPI(title="limner", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="limner", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.served = served
     app.state.metrics = metrics
     app.state.config = config
@@ -140,9 +153,23 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
         return error_response(err)
 
+    def _body_problem(err: BaseException | None) -> JSONResponse | None:
+        """What went wrong while the body was read (FastAPI wraps it in a 400), said plainly."""
+        if isinstance(err, BodyTooLarge):
+            return envelope(413, f"request body is larger than the limit of {config.max_body_bytes} bytes", code="request_too_large")
+        if isinstance(err, BodyTooSlow):
+            response = envelope(408, f"the request body did not arrive within {config.body_timeout_s:g}s", code="request_timeout")
+            response.headers["connection"] = "close"
+            return response
+        if isinstance(err, RecursionError):
+            return envelope(400, "request body is JSON nested too deeply", code="invalid_json")
+        if isinstance(err, ValueError):  # e.g. a number of more digits than Python converts
+            return envelope(400, f"request body is not valid JSON: {str(err)[:200]}", code="invalid_json")
+        return None
+
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, err: BodyTooLarge) -> JSONResponse:
-        return envelope(413, f"request body is larger than the limit of {config.max_body_bytes} bytes", code="request_too_large")
+        return _body_problem(err)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -156,8 +183,9 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        if isinstance(err.__cause__, BodyTooLarge):  # FastAPI wraps what goes wrong while it reads the body
-            return await _too_large(request, err.__cause__)
+        body_problem = _body_problem(err.__cause__)
+        if body_problem is not None:
+            return body_problem
         message = "no such route" if err.status_code == 404 else str(err.detail)
         return envelope(err.status_code, message, code="unknown_url" if err.status_code == 404 else None)
 
@@ -166,26 +194,7 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
         log.exception("unexpected error on %s", request.url.path)
         return envelope(500, "internal error; the server log has the details", code="internal_error")
 
-    # ---- auth and limits --------------------------------------------------------------
-    def caller_of(request: Request) -> str:
-        """The key's name (or the client address on an open loopback server), after the rate limit."""
-        if keys is not None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise APIError(401, "missing API key: send 'Authorization: Bearer YOUR_KEY'", code="missing_api_key")
-            name = keys.identify(token.strip())
-            if name is None:
-                raise APIError(401, "invalid API key", code="invalid_api_key")
-            caller = f"key:{name}"
-        else:
-            caller = f"client:{request.client.host if request.client else 'unknown'}"
-        request.state.caller = caller
-        wait = limiter.acquire(caller)
-        if wait is not None:
-            raise APIError(429, f"rate limit reached ({config.rate_limit_per_minute:g} requests per minute); retry later",
-                           code="rate_limit_exceeded", retry_after=wait)
-        return caller
-
+    # ---- models ------------------------------------------------------------------------
     def pick_model(name: str | None, task: str | None = None, param: str = "model") -> ServedModel:
         if name is None:
             fitting = [m for m in served.values() if task is None or m.task == task]
@@ -209,36 +218,32 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
             raise APIError(503, f"the model took longer than {config.request_timeout_s:g}s; retry shortly", code="timeout", retry_after=model.batcher.retry_after()) from None
 
     # ---- routes -----------------------------------------------------------------------
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.get("/readyz")
     async def readyz() -> JSONResponse:
         if not state["ready"]:
             return envelope(503, "models are still loading or the server is shutting down", code="not_ready", retry_after=1)
         return JSONResponse({"status": "ready", "models": list(served)})
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_route(request: Request) -> Response:
-        caller_of(request)
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
         for model in served.values():
             metrics.queue_depth.labels(model.name).set(model.batcher.depth if model.batcher else 0)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
-    async def list_models(request: Request) -> dict:
-        caller_of(request)
+    async def list_models() -> dict:
         return {"object": "list", "data": [_model_card(m) for m in served.values()]}
 
     @app.get("/v1/models/{model_id}")
-    async def get_model(model_id: str, request: Request) -> dict:
-        caller_of(request)
+    async def get_model(model_id: str) -> dict:
         return _model_card(pick_model(model_id, param="model_id"))
 
     @app.post("/v1/images/generations")
     async def generate(body: ImageGenerationBody, request: Request) -> dict:
-        caller_of(request)
         model = pick_model(body.model, "text-to-image")
         job = _validated_job(body, model, config)
         pngs = await run_job(model, job, job.request.num_images)
@@ -251,8 +256,7 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
         return {"created": int(time.time()), "data": data}
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatCompletionBody, request: Request) -> dict:
-        caller_of(request)
+    async def chat(body: ChatCompletionBody) -> dict:
         model = pick_model(body.model, "image-to-text")
         image, prompt_text = _image_from_messages(body.messages, config)
         limit = body.max_completion_tokens or body.max_tokens
@@ -268,19 +272,50 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
 
-    @app.get("/v1/images/files/{image_name}", include_in_schema=False)
+    @app.get("/v1/images/files/{image_name}")
     async def stored_image(image_name: str) -> Response:
         png = store.get(image_name.removesuffix(".png"))
         if png is None:
             raise APIError(404, "no such image (image links expire)", code="image_not_found")
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema() -> JSONResponse:
+        if "schema" not in state:
+            state["schema"] = _schema_with_limits(app.openapi(), served, config)
+        return JSONResponse(state["schema"])
+
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("limner.serving").joinpath("static/index.html").read_text())
 
-    app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(Authenticator, keys=keys, limiter=limiter, per_minute=config.rate_limit_per_minute)
+    app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s, metrics=metrics)
     return app
+
+
+def _schema_with_limits(schema: dict, served: dict[str, ServedModel], config: ServeConfig) -> dict:
+    """The OpenAPI schema, stating this server's models and limits: the names each body's `model`
+    takes, and the ranges of n, prompt, size, seed and truncation that _validated_job enforces."""
+    bodies = schema.get("components", {}).get("schemas", {})
+    for body, task in (("ImageGenerationBody", "text-to-image"), ("ChatCompletionBody", "image-to-text")):
+        properties = bodies.get(body, {}).get("properties", {})
+        names = [name for name, model in served.items() if model.task == task]
+        if "model" in properties and names:
+            properties["model"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}], "title": "Model"}
+    generation = bodies.get("ImageGenerationBody", {}).get("properties", {})
+    sizes = sorted({size for model in served.values() if model.task == "text-to-image" for size in model.sizes(config)})
+    limits = {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": config.max_prompt_chars, "pattern": r"\S"},
+        "n": {"type": "integer", "minimum": 1, "maximum": config.max_images_per_request, "default": 1},
+        "size": {"anyOf": [{"type": "string", "enum": sizes}, {"type": "null"}]},
+        "seed": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_SEED}, {"type": "null"}]},
+        "truncation": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 10}, {"type": "null"}]},
+    }
+    for name, limit in limits.items():
+        if name in generation:
+            generation[name] = {**limit, "title": generation[name].get("title", name)}
+    return schema
 
 
 def _model_card(model: ServedModel) -> dict:
@@ -298,6 +333,10 @@ def _image_from_messages(messages: list[ChatMessage], config: ServeConfig) -> tu
             continue
         parts = message.content
         texts = [str(p.get("text", "")) for p in parts if p.get("type") == "text"]
+        try:
+            [_encodable(text) for text in texts]
+        except ValueError as err:
+            raise APIError(400, f"messages: a text part {err}", param="messages", code="invalid_value") from None
         for part in reversed(parts):
             if part.get("type") != "image_url":
                 continue

@@ -11,10 +11,14 @@ import time
 
 import uvicorn
 
+from limner.serving.config import ServeConfig
+from limner.serving.connections import uvicorn_config
+
 
 class BackgroundServer:
     def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+        serve_config = getattr(getattr(app, "state", None), "config", None) or ServeConfig()  # the limits create_app was given
+        config = uvicorn_config(app, serve_config, host=host, port=port, timeout_graceful_shutdown=10)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # not the main thread
         self.startup_timeout_s = startup_timeout_s

@@ -79,12 +79,23 @@ class DynamicBatcher:
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
-            raise QueueFullError from None
+            self._drop_abandoned()  # callers that timed out no longer hold their places
+            try:
+                self._queue.put_nowait(pending)
+            except asyncio.QueueFull:
+                raise QueueFullError from None
         try:
             return await pending.future
         finally:
             if not pending.future.done():
                 pending.future.cancel()  # a timed-out caller: the worker will skip it
+
+    def _drop_abandoned(self) -> None:
+        """Take the cancelled requests out of the queue (no await in here: nothing else runs meanwhile)."""
+        waiting = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        for pending in waiting:
+            if not pending.future.cancelled():
+                self._queue.put_nowait(pending)
 
     async def _next(self, timeout: float | None) -> _Pending | None:
         if self._carry is not None:

@@ -21,7 +21,12 @@ class ServeConfig:
     allowed_sizes: tuple[str, ...] = ()  # "WxH"; empty: the model's own resolution and 256, 512, 1024 squares
     max_body_bytes: int = 4 * 1024 * 1024  # a base64 image for captioning is the largest thing a client sends
     max_image_pixels: int = 4096 * 4096  # decoded size limit for uploaded images (decompression bombs)
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = 30.0      # queue and model time of one request
+    # slow and idle clients (slowloris): each must send its request head and body within these
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 5.0    # an idle keep-alive connection is closed after this
+    max_connections: int = 1000          # beyond it, requests get 503 and their connections are closed
     # per-key rate limit: a token bucket of `rate_limit_burst` requests refilled at this rate
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
@@ -37,7 +42,8 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         positive = ("port", "max_images_per_request", "max_prompt_chars", "max_body_bytes", "max_image_pixels",
-                    "request_timeout_s", "rate_limit_per_minute", "rate_limit_burst", "max_batch_size",
+                    "request_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_timeout_s",
+                    "max_connections", "rate_limit_per_minute", "rate_limit_burst", "max_batch_size",
                     "max_queue_size", "stored_images", "stored_image_ttl_s")
         for name in positive:
             if getattr(self, name) <= 0:

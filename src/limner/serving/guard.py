@@ -1,4 +1,4 @@
-"""Outermost ASGI layer: body-size limit, metrics, one structured access-log line per request.
+"""Outermost ASGI layer: body size and time limits, metrics, one structured access-log line per request.
 
 It sees every request, including those that never reach a route (unknown paths,
 oversize bodies), so the counts in /metrics are complete. Paths are logged
@@ -7,6 +7,7 @@ without their query strings and headers are never logged: keys stay out of logs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -21,10 +22,15 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTooSlow(Exception):
+    pass
+
+
 class RequestGuard:
-    def __init__(self, app, *, max_body_bytes: int, metrics: ServerMetrics) -> None:
+    def __init__(self, app, *, max_body_bytes: int, body_timeout_s: float, metrics: ServerMetrics) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.metrics = metrics
 
     async def __call__(self, scope, receive, send) -> None:
@@ -40,15 +46,23 @@ class RequestGuard:
                 status["code"], status["sent"] = message["status"], True
             await send(message)
 
-        received = 0
+        received, body_complete = 0, False
+        body_deadline = started + self.body_timeout_s
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            """The body as the app reads it: at most max_body_bytes, all of it within body_timeout_s."""
+            nonlocal received, body_complete
+            if body_complete:
+                return await receive()  # after the body: only a disconnect can come, no deadline
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, body_deadline - time.perf_counter()))
+            except asyncio.TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge
+                body_complete = not message.get("more_body", False)
             return message
 
         try:
@@ -60,6 +74,11 @@ class RequestGuard:
         except BodyTooLarge:
             if not status["sent"]:
                 await envelope(413, f"request body is larger than the limit of {self.max_body_bytes} bytes", code="request_too_large")(scope, receive, tracking_send)
+        except BodyTooSlow:
+            if not status["sent"]:
+                response = envelope(408, f"the request body did not arrive within {self.body_timeout_s:g}s", code="request_timeout")
+                response.headers["connection"] = "close"
+                await response(scope, receive, tracking_send)
         except Exception:
             if not status["sent"]:
                 await envelope(500, "internal error; the server log has the details", code="internal_error")(scope, receive, tracking_send)
