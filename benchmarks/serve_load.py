@@ -1,18 +1,21 @@
 """Load benchmark for `limner serve`: loopback only, bounded in requests and time.
 
 Starts the server in a subprocess on 127.0.0.1, then drives it with concurrent
-clients (asyncio + httpx) in three phases, and prints for each: requests/s,
-images/s, p50/p95/p99 latency, status counts and the server's resident memory
-(start, peak, end):
+clients in four phases, and prints for each: requests/s, images/s, p50/p95/p99
+latency, status counts, the server's resident memory (start, peak, end) and the
+CPU seconds of server and clients:
 
   1. batching on, `--clients` concurrent clients
   2. batching off, the same load
   3. overload: 10x the clients against a small queue (expect only 200, 429 and 503)
+  4. recovery: right after the overload, on the same server, the load of phase 1
 
 Before that it measures the offline pipeline (no HTTP) on batches of the same
 size and shape (as many prompts, as many images per prompt), so the served
 images/s can be read as a fraction of it. The clients run in this process, on
-the same CPU as the server: on a 2-core machine they take a real share of it.
+the same CPU as the server: by default a minimal keep-alive HTTP/1.1 client
+(about 0.06 ms of CPU a request); `--client httpx` measures with httpx instead
+(about 1.7 ms a request, a third of a core taken from the server at 200 req/s).
 
     python benchmarks/serve_load.py                       # a fresh shapes-preset generator
     python benchmarks/serve_load.py --model outputs/shapes --seconds 20
@@ -24,9 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,30 +34,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+from loopback import PROMPTS, RawConnection, ServerProcess, fresh_model, rss_mib, server_cpu_seconds
 
 from limner.pipelines import GenerationRequest, TextToImagePipeline
 from limner.utils.images import to_pil
-
-PROMPTS = [f"a {size} {color} {shape} in the {position}"
-           for size in ("small", "large") for color in ("red", "green", "blue")
-           for shape in ("circle", "square", "triangle") for position in ("top left", "center", "bottom right")]
-
-
-def fresh_model(folder: Path) -> Path:
-    """A randomly initialised generator of the shapes preset's size with the MiniLM encoder: the
-    cost of serving depends on the architecture, not on what the weights learnt."""
-    from limner.models import Generator
-    from limner.training import build_train_config
-    from limner.training.trainer import build_text_encoder
-
-    config = build_train_config("shapes")
-    encoder = build_text_encoder(config, PROMPTS)
-    sentences = encoder.encode(PROMPTS).sentence
-    generator_config, _ = config.model_configs(encoder.dim, sentences)
-    generator = Generator(generator_config)
-    generator.text_norm.fit(sentences)
-    TextToImagePipeline(generator, encoder, truncation=config.truncation).save_pretrained(folder)
-    return folder
 
 
 def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, images_per_request: int, seconds: float) -> float:
@@ -70,91 +50,6 @@ def offline_images_per_second(pipe: TextToImagePipeline, batch_size: int, images
         to_pil(torch.cat(pipe.generate_batch(requests)))
         done += len(requests) * images_per_request
     return done / (time.perf_counter() - started)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class ServerProcess:
-    def __init__(self, model: Path, port: int, config: dict) -> None:
-        self.config_file = Path(tempfile.mkstemp(suffix=".json")[1])
-        self.config_file.write_text(json.dumps(config))
-        self.port = port
-        # the server's log (one access line per request) goes to a file: a pipe nobody reads fills up and stalls it
-        self.log_file = Path(tempfile.mkstemp(suffix=".log")[1])
-        with open(self.log_file, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "limner.cli", "serve", f"shapes={model}", "--port", str(port), "--config", str(self.config_file)],
-                stdout=subprocess.DEVNULL, stderr=log,
-            )
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError("server exited: " + self.log_file.read_text()[-2000:])
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.config_file.unlink(missing_ok=True)
-        self.log_file.unlink(missing_ok=True)
-
-
-class RawConnection:
-    """A minimal HTTP/1.1 keep-alive client for one connection: JSON POST, status and body back.
-
-    The clients share the server's two cores, so their cost is part of what is measured;
-    this costs a fraction of a general client's CPU per request (httpx is `--client httpx`).
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post_json(self, path: str, body: dict) -> tuple[int, dict[str, str], bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        payload = json.dumps(body).encode()
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            content = await self.reader.readexactly(int(headers.get("content-length", 0)))
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
-            self.close()
-            raise
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, headers, content
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-def server_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(url: str, clients: int, images_per_request: int, seconds: float, max_requests: int, server_pid: int, client_kind: str) -> dict:
@@ -243,26 +138,27 @@ def main() -> None:
         print(f"offline pipeline, batch {args.batch_size} ({args.images_per_request} image(s) per prompt): {offline:.0f} images/s")
         results = {"offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients,
                    "images_per_request": args.images_per_request}
-        phases = [
-            ("batching on", {"batching": True}, args.clients),
-            ("batching off", {"batching": False}, args.clients),
-            ("overload 10x", {"batching": True, "max_queue_size": args.clients}, args.clients * 10),
+        servers = [  # each server's settings, then the phases it runs in turn
+            ({"batching": True}, [("batching on", args.clients)]),
+            ({"batching": False}, [("batching off", args.clients)]),
+            ({"batching": True, "max_queue_size": args.clients}, [("overload 10x", args.clients * 10), ("recovery", args.clients)]),
         ]
-        for name, extra, clients in phases:
+        for extra, phases in servers:
             config = {"max_batch_size": args.batch_size, "batch_wait_timeout_s": 0.005, "rate_limit_per_minute": 10**9,
-                      "rate_limit_burst": 10**9, "max_queue_size": 4 * args.clients, **extra}
+                      "rate_limit_burst": 10**9, "max_queue_size": 4 * args.clients, "max_connections": 100_000, **extra}
             server = ServerProcess(model, args.port, config)
             try:
-                result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests,
-                                           server.process.pid, args.client))
+                for name, clients in phases:
+                    result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests,
+                                               server.process.pid, args.client))
+                    result["fraction_of_offline"] = round(result["images_per_s"] / offline, 3)
+                    results[name] = result
+                    print(f"{name:<13} clients {clients:>4}: {result['requests_per_s']:>7} req/s {result['images_per_s']:>7} img/s "
+                          f"({result['fraction_of_offline']:.0%} of offline)  p50/p95/p99 {result['p50_ms']}/{result['p95_ms']}/{result['p99_ms']} ms  "
+                          f"statuses {result['statuses']}  RSS MiB start/peak/end {result['rss_mib_start']}/{result['rss_mib_peak']}/{result['rss_mib_end']}  "
+                          f"CPU s server/clients {result['server_cpu_s']}/{result['client_cpu_s']}")
             finally:
                 server.stop()
-            result["fraction_of_offline"] = round(result["images_per_s"] / offline, 3)
-            results[name] = result
-            print(f"{name:<13} clients {clients:>4}: {result['requests_per_s']:>7} req/s {result['images_per_s']:>7} img/s "
-                  f"({result['fraction_of_offline']:.0%} of offline)  p50/p95/p99 {result['p50_ms']}/{result['p95_ms']}/{result['p99_ms']} ms  "
-                  f"statuses {result['statuses']}  RSS MiB start/peak/end {result['rss_mib_start']}/{result['rss_mib_peak']}/{result['rss_mib_end']}  "
-                  f"CPU s server/clients {result['server_cpu_s']}/{result['client_cpu_s']}")
     server_errors = sum(v for r in results.values() if isinstance(r, dict) for k, v in r["statuses"].items()
                         if k.isdigit() and int(k) >= 500 and int(k) != 503)
     print(f"5xx other than 503 across all phases: {server_errors}")

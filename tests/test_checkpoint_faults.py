@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,20 +71,66 @@ def test_when_every_checkpoint_is_damaged_resuming_says_so(tiny_shapes, tmp_path
 def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(tiny_shapes, tmp_path, monkeypatch):
     root = _two_checkpoints(tiny_shapes, tmp_path)
     trainer = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=8, checkpointing_steps=2, resume_from_checkpoint="latest")
-    real_save = torch.save
+    real_write_bytes = Path.write_bytes
 
-    def disk_fills_up(obj, path, *args, **kwargs):
-        with open(path, "wb") as handle:  # part of the file lands, then the device is full
-            handle.write(b"\0" * 1000)
+    def disk_fills_up(path, data):
+        if path.name != "training_state.pt":
+            return real_write_bytes(path, data)
+        real_write_bytes(path, data[:1000])  # part of the file lands, then the device is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", disk_fills_up)
+    monkeypatch.setattr(Path, "write_bytes", disk_fills_up)
     with pytest.raises(CheckpointError, match=r"no space left on the device; the previous checkpoint \(checkpoint-4\) is intact"):
         trainer.train()
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(Path, "write_bytes", real_write_bytes)
     assert [s for s, _ in list_checkpoints(root)] == [2, 4]
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no half-written leftovers
     verify_checkpoint(root / "checkpoint-4")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder, leave_bytes: int) -> None:
+    """Write a filler file until the device is full, then give back `leave_bytes`."""
+    filler = folder / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+    with open(filler, "r+b") as handle:
+        handle.truncate(max(0, filler.stat().st_size - leave_bytes))
+
+
+def test_a_really_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(tiny_shapes, small_disk):
+    root = _two_checkpoints(tiny_shapes, small_disk)
+    checkpoint_bytes = sum(f.stat().st_size for f in (root / "checkpoint-4").rglob("*") if f.is_file())
+    fill_disk(small_disk, leave_bytes=checkpoint_bytes // 2)  # room for the logs, not for a whole checkpoint
+    trainer = _trainer(tiny_shapes, small_disk / "run", max_train_steps=8, checkpointing_steps=2, validation_steps=1000,
+                       resume_from_checkpoint="latest")
+    with pytest.raises(CheckpointError, match=r"no space left on the device; the previous checkpoint \(checkpoint-4\) is intact"):
+        trainer.train()
+    assert [s for s, _ in list_checkpoints(root)] == [2, 4]
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # the half-written one is cleaned away
+    verify_checkpoint(root / "checkpoint-4")
+    (small_disk / "filler").unlink()  # space again: resuming carries on from step 4
+    resumed = _trainer(tiny_shapes, small_disk / "run", max_train_steps=6, checkpointing_steps=2, resume_from_checkpoint="latest")
+    assert resumed.step == 4
+    resumed.train()
+    assert [s for s, _ in list_checkpoints(root)][-1] == 6
 
 
 def _train_command(data, out, steps, checkpointing_steps=1):

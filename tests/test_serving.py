@@ -184,6 +184,18 @@ def test_rate_limit_per_key_does_not_starve_another_key(keyed):
     assert ask(bob).status_code == 200
 
 
+def test_a_key_can_carry_its_own_rate_limit(tmp_path):
+    path = tmp_path / "keys.json"
+    generous, plain = create_key(path, "generous", rate_limit_per_minute=60, rate_limit_burst=4), create_key(path, "plain")
+    app = create_app({"tiny": tiny_pipeline()}, ServeConfig(rate_limit_burst=1, rate_limit_per_minute=1), keys=KeyStore(path))
+    with TestClient(app) as c:
+        ask = lambda key: c.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code  # noqa: E731
+        assert [ask(generous) for _ in range(5)] == [200] * 4 + [429]
+        assert [ask(plain) for _ in range(2)] == [200, 429]
+    with pytest.raises(ConfigError, match="rate_limit_burst must be positive"):
+        create_key(path, "broken", rate_limit_burst=0)
+
+
 def test_rate_limiter_refills_over_time():
     now = [0.0]
     limiter = RateLimiter(per_minute=60, burst=2, clock=lambda: now[0])

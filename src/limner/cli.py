@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from limner.errors import LimnerError
+from limner.errors import DataError, LimnerError
 
 EXIT_USER_ERROR = 2
 
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     emoji.add_argument("--out", required=True)
     emoji.add_argument("--resolution", type=int, default=64)
     emoji.add_argument("--font", default=None, help="path to NotoColorEmoji.ttf")
+    pack = data.add_parser("pack", help="write an imagefolder as tar shards that training streams (datasets past memory)")
+    pack.add_argument("folder", help="an imagefolder dataset")
+    pack.add_argument("--out", required=True, help="an empty folder for SPLIT-000000.tar, ...")
+    pack.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    pack.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to pack (missing ones are skipped)")
+    pack.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad entries instead of stopping")
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
@@ -84,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", default="grid.png")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
+    generate.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
     caption = commands.add_parser("caption", help="describe images in words with a trained captioner")
     caption.add_argument("model_dir")
     caption.add_argument("images", nargs="+")
@@ -110,11 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=None, help="a JSON file of ServeConfig values (limits, batching, blocklist)")
     serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
+    serve.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
+
+    export = commands.add_parser("export", help="export a text-to-image model for fast inference (ONNX)")
+    export.add_argument("model_dir")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
 
     keys = commands.add_parser("keys", help="create, revoke or list API keys for `limner serve`")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
     keys.add_argument("--file", required=True, help="the key file (created if absent)")
+    keys.add_argument("--rate-limit-per-minute", type=float, default=None, help="create: this key's own limit (default: the server's)")
+    keys.add_argument("--rate-limit-burst", type=int, default=None, help="create: this key's own burst (default: the server's)")
     return parser
 
 
@@ -133,11 +147,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_data(args: argparse.Namespace) -> int:
     from limner.data import build_emoji, build_shapes
 
+    if args.dataset == "pack":
+        return _pack(args)
     if args.dataset == "shapes":
         info = build_shapes(args.out, resolution=args.resolution, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
     else:
         info = build_emoji(args.out, resolution=args.resolution, font_path=args.font)
     print(f"wrote {args.out}: " + ", ".join(f"{n} {split}" for split, n in info["splits"].items()))
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from limner.data import ImageFolder
+    from limner.data.shards import pack_shards
+
+    written = {}
+    for split in args.splits:
+        try:
+            ImageFolder(args.folder, split, skip_invalid=True)
+        except DataError:
+            if split == "train":
+                raise
+            continue  # an optional split the folder does not have
+        paths = pack_shards(args.folder, args.out, split=split, shard_size=args.shard_size, skip_invalid=args.skip_invalid_images)
+        written[split] = len(paths)
+    print(f"wrote {args.out}: " + ", ".join(f"{n} {split} shard(s)" for split, n in written.items()))
     return 0
 
 
@@ -199,7 +233,6 @@ def _train_captioner(args: argparse.Namespace, overrides: dict[str, Any]) -> int
 def _run_caption(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
-    from limner.errors import DataError
     from limner.pipelines.image_to_text import ImageToTextPipeline
 
     pipe = ImageToTextPipeline.from_pretrained(args.model_dir)
@@ -223,7 +256,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not 1 <= args.num_images <= 256:
         print(f"limner: error: -n must be between 1 and 256, got {args.num_images}", file=sys.stderr)
         return EXIT_USER_ERROR
-    pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    pipe = TextToImagePipeline.from_pretrained(args.model_dir, backend=args.backend)
     images = pipe(args.prompts, num_images_per_prompt=args.num_images, seed=args.seed, truncation=args.truncation)
     scale = max(1, 96 // images[0].width)
     grid = make_grid(images, args.num_images, row_labels=args.prompts if len(args.prompts) > 1 else None, scale=scale)
@@ -276,11 +309,20 @@ def _run_serve(args: argparse.Namespace) -> int:
         name, folder = (name, folder) if sep else (Path(spec).resolve().name, spec)
         if name in models:
             raise ConfigError(f"two models are named {name!r}; name them with NAME=DIR")
-        models[name] = load_pipeline(folder)
+        models[name] = load_pipeline(folder, backend=args.backend)
     app = create_app(models, config)
     print(f"limner serving {', '.join(models)} on http://{config.host}:{config.port}/ (API at /v1)")
     raise_open_file_limit(4 * config.max_connections)  # one descriptor per connection, with room to spare
     uvicorn.Server(uvicorn_config(app, config, timeout_graceful_shutdown=30)).run()
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from limner.export import export_onnx
+
+    report = export_onnx(args.model_dir)
+    differences = ", ".join(f"{k.removesuffix('_max_abs_diff')} {v:.1e}" for k, v in report.items() if k.endswith("_max_abs_diff"))
+    print(f"wrote {Path(args.model_dir) / 'onnx'} (opset {report['opset']}); largest difference from PyTorch: {differences}")
     return 0
 
 
@@ -291,7 +333,7 @@ def _run_keys(args: argparse.Namespace) -> int:
         print(f"limner: error: keys {args.action} needs a NAME", file=sys.stderr)
         return EXIT_USER_ERROR
     if args.action == "create":
-        key = create_key(Path(args.file), args.name)
+        key = create_key(Path(args.file), args.name, rate_limit_per_minute=args.rate_limit_per_minute, rate_limit_burst=args.rate_limit_burst)
         print(key)
         print(f"(key {args.name!r} added to {args.file}; only its hash is stored, so keep the key now)", file=sys.stderr)
     elif args.action == "revoke":
@@ -299,12 +341,13 @@ def _run_keys(args: argparse.Namespace) -> int:
         print(f"revoked {count} key(s) named {args.name!r}; a running server notices within a second")
     else:
         for record in read_key_file(Path(args.file)):
-            print(f"{record.name}\t{'revoked' if record.revoked else 'live'}")
+            limit = "server limit" if record.rate_limit_per_minute is None else f"{record.rate_limit_per_minute:g}/min"
+            print(f"{record.name}\t{'revoked' if record.revoked else 'live'}\t{limit}")
     return 0
 
 
 _COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "caption": _run_caption, "evaluate": _run_evaluate,
-             "serve": _run_serve, "keys": _run_keys}
+             "serve": _run_serve, "export": _run_export, "keys": _run_keys}
 
 if __name__ == "__main__":
     sys.exit(main())

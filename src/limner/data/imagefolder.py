@@ -16,7 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable
 
 import numpy as np
 import torch
@@ -126,22 +126,23 @@ class ImageFolder:
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def load_image_array(path: Path, resolution: int, *, where: str = "") -> np.ndarray:
-    """uint8 (H, W, 3) of one image file; transparent areas become white.
+def load_image_array(source: Path | BinaryIO, resolution: int, *, where: str = "", name: str | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) of one image (a file, or an open binary stream); transparent areas become white.
 
     The declared size is checked before any pixel is decoded, so a small file that
     claims to be enormous (a decompression bomb) is refused without using the memory.
     """
+    name = name or Path(source).name
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{where or path}: image {path.name!r} declares {width}x{height} pixels, "
+                raise DataError(f"{where or name}: image {name!r} declares {width}x{height} pixels, "
                                 f"more than the limit of {MAX_IMAGE_PIXELS}")
             image.load()
             rgb = to_rgb(image)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{where or path}: cannot read image {path.name!r} ({err})") from err
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise DataError(f"{where or name}: cannot read image {name!r} ({err})") from err
     return np.asarray(square_resize(rgb, resolution))
 
 

@@ -12,8 +12,9 @@ from limner.pipelines.text_to_image import GenerationRequest, TextToImagePipelin
 PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline)}
 
 
-def load_pipeline(folder: str | Path) -> TextToImagePipeline | ImageToTextPipeline:
-    """Whichever pipeline a saved model folder holds, by its model_index.json."""
+def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImagePipeline | ImageToTextPipeline:
+    """Whichever pipeline a saved model folder holds, by its model_index.json; `backend` picks
+    how a text-to-image generator runs (captioners run in PyTorch)."""
     index_path = Path(folder) / "model_index.json"
     try:
         name = json.loads(index_path.read_text()).get("_class_name")
@@ -23,6 +24,8 @@ def load_pipeline(folder: str | Path) -> TextToImagePipeline | ImageToTextPipeli
         raise ModelLoadError(f"{index_path}: not a valid model index ({err})") from err
     if name not in PIPELINES:
         raise ModelLoadError(f"{index_path}: unknown pipeline class {name!r}; known: {sorted(PIPELINES)}")
+    if name == TextToImagePipeline.__name__:
+        return TextToImagePipeline.from_pretrained(folder, backend=backend)
     return PIPELINES[name].from_pretrained(folder)
 
 

@@ -17,6 +17,7 @@ from limner.text import TextEncoder, load_text_encoder
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
+BACKENDS = ("torch", "compile", "onnx")
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,11 @@ class TextToImagePipeline:
         (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "TextToImagePipeline":
+    def from_pretrained(cls, folder: str | Path, *, backend: str = "torch") -> "TextToImagePipeline":
+        """backend: "torch" (eager PyTorch), "compile" (torch.compile on the generator) or "onnx"
+        (onnxruntime over the graphs `limner export` wrote; see limner.export)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         folder = Path(folder)
         if not (folder / MODEL_INDEX).is_file():
             raise ModelLoadError(f"{folder}: no {MODEL_INDEX}; is this a folder written by `limner train`?")
@@ -136,7 +141,14 @@ class TextToImagePipeline:
         text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
-        return cls(generator, text_encoder, truncation=float(truncation))
+        pipe = cls(generator, text_encoder, truncation=float(truncation))
+        if backend == "compile":
+            pipe.generator = torch.compile(generator)
+        elif backend == "onnx":
+            from limner.export import load_onnx_parts
+
+            pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe)
+        return pipe
 
 
 def _read_json(path: Path) -> dict:

@@ -10,7 +10,7 @@ open loopback server) draws from its own token bucket.
 from __future__ import annotations
 
 from limner.serving.errors import envelope
-from limner.serving.keys import KeyStore
+from limner.serving.keys import KeyRecord, KeyStore
 from limner.serving.rate_limit import RateLimiter
 
 OPEN_PATHS = ("/healthz", "/readyz", "/")
@@ -32,28 +32,29 @@ class Authenticator:
         if scope["type"] != "http" or is_open(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        caller, refusal = self._identify(scope)
+        caller, record, refusal = self._identify(scope)
         if refusal is None:
             scope.setdefault("state", {})["caller"] = caller
-            wait = self.limiter.acquire(caller)
+            per_minute = record.rate_limit_per_minute if record else None
+            wait = self.limiter.acquire(caller, per_minute=per_minute, burst=record.rate_limit_burst if record else None)
             if wait is not None:
-                refusal = envelope(429, f"rate limit reached ({self.per_minute:g} requests per minute); retry later",
+                refusal = envelope(429, f"rate limit reached ({per_minute or self.per_minute:g} requests per minute); retry later",
                                    code="rate_limit_exceeded", retry_after=wait)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    def _identify(self, scope) -> tuple[str | None, object | None]:
-        """(caller, None), or (None, the 401 to send)."""
+    def _identify(self, scope) -> tuple[str | None, KeyRecord | None, object | None]:
+        """(caller, its key or None on an open server, None), or (None, None, the 401 to send)."""
         if self.keys is None:
             client = scope.get("client") or ("unknown", 0)
-            return f"client:{client[0]}", None
+            return f"client:{client[0]}", None, None
         header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return None, envelope(401, "missing API key: send 'Authorization: Bearer YOUR_KEY'", code="missing_api_key")
-        name = self.keys.identify(token.strip())
-        if name is None:
-            return None, envelope(401, "invalid API key", code="invalid_api_key")
-        return f"key:{name}", None
+            return None, None, envelope(401, "missing API key: send 'Authorization: Bearer YOUR_KEY'", code="missing_api_key")
+        record = self.keys.lookup(token.strip())
+        if record is None:
+            return None, None, envelope(401, "invalid API key", code="invalid_api_key")
+        return f"key:{record.name}", record, None

@@ -1,6 +1,7 @@
 """API keys: random tokens, stored only as SHA-256 hashes, checked in constant time.
 
-The key file is JSON: {"keys": [{"name": ..., "sha256": ..., "created": ..., "revoked": false}]}.
+The key file is JSON: {"keys": [{"name": ..., "sha256": ..., "created": ..., "revoked": false}]};
+a key may carry its own rate limit ("rate_limit_per_minute", "rate_limit_burst") in place of the server's.
 The server re-reads it when it changes, so `limner keys revoke` takes effect without a restart.
 """
 
@@ -12,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from limner.errors import ConfigError
@@ -31,6 +32,8 @@ class KeyRecord:
     sha256: str
     created: float
     revoked: bool = False
+    rate_limit_per_minute: float | None = None  # None: the server's limit
+    rate_limit_burst: int | None = None
 
 
 def read_key_file(path: Path) -> list[KeyRecord]:
@@ -53,14 +56,19 @@ def write_key_file(path: Path, records: list[KeyRecord]) -> None:
     os.replace(tmp, path)
 
 
-def create_key(path: Path, name: str) -> str:
+def create_key(path: Path, name: str, *, rate_limit_per_minute: float | None = None, rate_limit_burst: int | None = None) -> str:
     """Add a key named `name` to the file (created if absent) and return the key itself, once."""
     path = Path(path)
     records = read_key_file(path) if path.exists() else []
     if any(r.name == name and not r.revoked for r in records):
         raise ConfigError(f"{path}: a live key named {name!r} already exists; revoke it first or pick another name")
+    for label, value in (("rate_limit_per_minute", rate_limit_per_minute), ("rate_limit_burst", rate_limit_burst)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{label} must be positive, got {value}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    write_key_file(path, [*records, KeyRecord(name=name, sha256=hash_key(key), created=time.time())])
+    record = KeyRecord(name=name, sha256=hash_key(key), created=time.time(),
+                       rate_limit_per_minute=rate_limit_per_minute, rate_limit_burst=rate_limit_burst)
+    write_key_file(path, [*records, record])
     return key
 
 
@@ -70,7 +78,7 @@ def revoke_key(path: Path, name: str) -> int:
     hits = sum(1 for r in records if r.name == name and not r.revoked)
     if not hits:
         raise ConfigError(f"{path}: no live key named {name!r}")
-    write_key_file(path, [KeyRecord(r.name, r.sha256, r.created, r.revoked or r.name == name) for r in records])
+    write_key_file(path, [replace(r, revoked=r.revoked or r.name == name) for r in records])
     return hits
 
 
@@ -85,14 +93,19 @@ class KeyStore:
         self._checked = time.monotonic()
 
     def identify(self, presented: str) -> str | None:
-        """The name of the live key equal to `presented`, else None. Every stored hash is
-        compared, with compare_digest, so timing says nothing about which one nearly matched."""
+        """The name of the live key equal to `presented`, else None."""
+        record = self.lookup(presented)
+        return record.name if record else None
+
+    def lookup(self, presented: str) -> KeyRecord | None:
+        """The live key equal to `presented`, else None. Every stored hash is compared,
+        with compare_digest, so timing says nothing about which one nearly matched."""
         self._maybe_reload()
         digest = hash_key(presented)
         found = None
         for record in self._records:
             if hmac.compare_digest(record.sha256, digest) and not record.revoked:
-                found = record.name
+                found = record
         return found
 
     def _maybe_reload(self) -> None:

@@ -15,17 +15,20 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last refill time)
         self._lock = threading.Lock()
 
-    def acquire(self, caller: str) -> float | None:
-        """Take one token for `caller`: None if allowed, else seconds until one is free."""
+    def acquire(self, caller: str, *, per_minute: float | None = None, burst: int | None = None) -> float | None:
+        """Take one token for `caller` (at its own rate and burst, if given): None if allowed,
+        else seconds until one is free."""
+        rate = self.rate if per_minute is None else per_minute / 60.0
+        burst = self.burst if burst is None else float(burst)
         with self._lock:
             now = self.clock()
-            tokens, last = self._buckets.get(caller, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            tokens, last = self._buckets.get(caller, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
             if tokens >= 1.0:
                 self._remember(caller, (tokens - 1.0, now))
                 return None
             self._remember(caller, (tokens, now))
-            return (1.0 - tokens) / self.rate
+            return (1.0 - tokens) / rate
 
     def _remember(self, caller: str, bucket: tuple[float, float]) -> None:
         if caller not in self._buckets and len(self._buckets) >= self.max_callers:

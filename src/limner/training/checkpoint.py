@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -43,13 +44,26 @@ def save_checkpoint(root: Path, step: int, models: GANModels, optimizers: GANOpt
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _write(staging, step, models, optimizers, sampler_rng)
-    except OSError as err:
+    except Exception as err:  # OSError from Python's writes; writers in C++ or Rust raise their own kinds
+        reason = "no space left on the device" if _disk_full(err, root) else f"{type(err).__name__}: {err}"
         shutil.rmtree(staging, ignore_errors=True)
         previous = list_checkpoints(root)
         kept = f"the previous checkpoint ({previous[-1][1].name}) is intact" if previous else "no earlier checkpoint exists"
-        reason = "no space left on the device" if err.errno == errno.ENOSPC else str(err)
         raise CheckpointError(f"could not write checkpoint-{step} in {root}: {reason}; {kept}") from err
     return _publish(root, staging, step)
+
+
+def _disk_full(err: Exception, root: Path) -> bool:
+    """ENOSPC anywhere in the error's chain, or (for writers that hide errno) no space left on root's device."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(root).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> None:
@@ -65,7 +79,9 @@ def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizer
         "python_rng": _python_rng_state(),
         "numpy_rng": _numpy_rng_state(),
     }
-    torch.save(state, staging / "training_state.pt")
+    buffer = io.BytesIO()  # serialised in memory, written by Python: a full disk then raises OSError(ENOSPC)
+    torch.save(state, buffer)
+    (staging / "training_state.pt").write_bytes(buffer.getvalue())
     files = {str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
     (staging / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(staging)

@@ -1,4 +1,6 @@
-"""Training batches from an in-memory image tensor and a table of caption embeddings."""
+"""Training batches: from an in-memory image tensor (imagefolders) or from a shuffle buffer
+that tar shards stream through (datasets larger than memory); both with a table of
+caption embeddings."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from limner.data import ImageFolder
+from limner.data.shards import ShardReader
+from limner.errors import DataError
 from limner.text import CachedTextEncoder
 from limner.utils.images import from_uint8
 
@@ -58,3 +62,66 @@ class CaptionedImages:
             other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
             other = other + (other >= own).long()  # skip the true caption
         return from_uint8(self.images[index]), self.sentence_table[own], self.sentence_table[other]
+
+
+class StreamingCaptionedImages:
+    """Batches drawn at random from a buffer of at most `buffer_size` images that the shards
+    stream through: each batch first pulls as many new samples into the buffer (evicting
+    random ones once it is full), so memory is bounded by the buffer, not the dataset."""
+
+    def __init__(self, reader: ShardReader, captions: list[str], encoder: CachedTextEncoder, *, buffer_size: int = 2048, seed: int = 0) -> None:
+        self.reader = reader
+        self.captions = captions
+        self._index = {caption: i for i, caption in enumerate(captions)}
+        self.sentence_table = encoder.sentence_table(captions)
+        self.buffer_size = buffer_size
+        self.epoch = 0
+        self._stream = reader.samples(self.epoch)
+        self._rng = torch.Generator().manual_seed(seed)
+        self._images: list[torch.Tensor] = []          # uint8 (3, H, W) each
+        self._caption_ids: list[torch.Tensor] = []     # long (captions of that image,) each
+        self._fill(buffer_size, first=True)
+
+    def __len__(self) -> int:
+        return len(self._images)  # what the buffer holds now
+
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The next sample of the stream, starting a new epoch when one ends; None if an epoch was empty."""
+        for _ in range(2):
+            try:
+                array, captions = next(self._stream)
+                return (torch.from_numpy(array).permute(2, 0, 1).contiguous(),
+                        torch.tensor([self._index[c] for c in captions if c in self._index] or [0]))
+            except StopIteration:
+                self.epoch += 1
+                self._stream = self.reader.samples(self.epoch)
+        return None
+
+    def _fill(self, count: int, *, first: bool = False) -> None:
+        epoch = self.epoch
+        for _ in range(count):
+            sample = self._next()
+            if sample is None:
+                raise DataError(f"{self.reader.root}: the shards yielded no usable sample")
+            if first and self.epoch != epoch:  # a dataset smaller than the buffer: hold it once
+                self._stream = self.reader.samples(self.epoch)  # this epoch starts again from its first sample
+                return
+            if len(self._images) < self.buffer_size:
+                self._images.append(sample[0])
+                self._caption_ids.append(sample[1])
+            else:
+                slot = int(torch.randint(len(self._images), (1,), generator=self._rng))
+                self._images[slot], self._caption_ids[slot] = sample
+
+    def sample(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As CaptionedImages.sample, from the buffer after `batch_size` fresh samples came in."""
+        self._fill(batch_size)
+        index = torch.randint(len(self._images), (batch_size,), generator=rng)
+        own = torch.stack([ids[int(torch.randint(len(ids), (1,), generator=rng))] for ids in (self._caption_ids[i] for i in index.tolist())])
+        if len(self.captions) == 1:
+            other = own
+        else:
+            other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
+            other = other + (other >= own).long()
+        images = torch.stack([self._images[i] for i in index.tolist()])
+        return from_uint8(images), self.sentence_table[own], self.sentence_table[other]

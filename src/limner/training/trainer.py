@@ -24,14 +24,15 @@ from limner.config import save_config_json
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data import shapes
 from limner.data.builders import BUILTIN_DATASETS
-from limner.errors import DataError
+from limner.data.shards import ShardReader, shard_paths
+from limner.errors import ConfigError, DataError
 from limner.metrics import shapes_accuracy
 from limner.models import Discriminator, Generator
 from limner.pipelines import TextToImagePipeline
 from limner.text import BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.config import TrainConfig
-from limner.training.data import CaptionedImages
+from limner.training.data import CaptionedImages, StreamingCaptionedImages
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
 from limner.utils.images import make_grid, save_png
 
@@ -63,7 +64,16 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
 
 
 def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True) -> tuple[TextEncoder, CaptionedImages, list[str]]:
-    """The train split in memory with its caption embeddings; also the entries skipped as invalid."""
+    """The train split with its caption embeddings: in memory from an imagefolder, or streamed
+    from tar shards (`limner data pack`); also the entries skipped as invalid."""
+    if shard_paths(data_dir, "train"):
+        if config.evaluation_steps:
+            raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
+        reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
+        captions = reader.captions()
+        text_encoder = build_text_encoder(config, captions)
+        data = StreamingCaptionedImages(reader, captions, CachedTextEncoder(text_encoder), seed=config.seed)
+        return text_encoder, data, reader.skipped
     folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
     images = folder.load_images(config.resolution, progress=progress)
     if folder.skipped:

@@ -1,0 +1,165 @@
+"""ONNX export of a text-to-image model folder, and an onnxruntime backend for it.
+
+`export_onnx(folder)` writes `folder/onnx/`:
+    generator.onnx      noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]
+    text_encoder.onnx   input_ids, attention_mask (B, T) -> sentence (B, D), pooled and
+                        normalised as the encoder does (Hugging Face encoders only; the
+                        bag-of-words encoder is a lookup that stays in Python)
+    export.json         opset, the batch sizes checked, and the largest difference from
+                        PyTorch measured at export
+Batch (and token) dimensions are dynamic. `TextToImagePipeline.from_pretrained(folder,
+backend="onnx")` then runs both graphs in onnxruntime, tokenising in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from limner.errors import DependencyError, ModelLoadError
+from limner.text import TextEncoder
+from limner.text.base import TextEmbeddings
+
+ONNX_FOLDER = "onnx"
+OPSET = 18
+TOLERANCE = 1e-3  # largest absolute difference from PyTorch accepted at export (images and embeddings lie in [-1, 1])
+
+
+class _SentenceGraph(nn.Module):
+    """The Hugging Face encoder's forward, pooling and normalisation as one traceable module."""
+
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.model = encoder.model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden_layer = self.encoder.hidden_layer
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden_layer is not None)
+        tokens = output.last_hidden_state if hidden_layer is None else output.hidden_states[hidden_layer]
+        sentence = self.encoder._pool(output, tokens, attention_mask.bool())
+        if self.encoder.normalize:
+            sentence = nn.functional.normalize(sentence, dim=-1)
+        return sentence.float()
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise DependencyError("the onnx backend needs onnxruntime: pip install onnxruntime") from err
+    return onnxruntime
+
+
+def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                      dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+
+def export_onnx(folder: str | Path, *, check_batches: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+    """Export the model folder's generator (and Hugging Face text encoder) to `folder/onnx/`,
+    check the graphs against PyTorch at each batch size in `check_batches`, and return the report."""
+    from limner.pipelines import TextToImagePipeline
+    from limner.text.huggingface import HuggingFaceTextEncoder
+
+    folder = Path(folder)
+    pipe = TextToImagePipeline.from_pretrained(folder)
+    out = folder / ONNX_FOLDER
+    generator = pipe.generator.eval()
+    z, d = generator.config.noise_dim, generator.config.text_dim
+    _export(generator, (torch.randn(2, z), torch.randn(2, d)), out / "generator.onnx", ["noise", "sentence"], ["images"],
+            {"noise": {0: "batch"}, "sentence": {0: "batch"}, "images": {0: "batch"}})
+    report: dict[str, Any] = {"opset": OPSET, "tolerance": TOLERANCE, "checked_batches": list(check_batches)}
+    if isinstance(pipe.text_encoder, HuggingFaceTextEncoder):
+        batch = pipe.text_encoder.tokenizer(["a caption", "another, longer caption"], padding=True, return_tensors="pt")
+        _export(_SentenceGraph(pipe.text_encoder).eval(), (batch["input_ids"], batch["attention_mask"]), out / "text_encoder.onnx",
+                ["input_ids", "attention_mask"], ["sentence"],
+                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "sentence": {0: "batch"}})
+    report.update(_compare(folder, pipe, check_batches))
+    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    worst = max(report["generator_max_abs_diff"], report.get("text_encoder_max_abs_diff", 0.0))
+    if worst > TOLERANCE:
+        raise ModelLoadError(f"{out}: the exported graphs differ from PyTorch by {worst:.2g} (> {TOLERANCE}); not usable")
+    return report
+
+
+@torch.no_grad()
+def _compare(folder: Path, pipe, batches: tuple[int, ...]) -> dict[str, float]:
+    onnx_pipe = load_onnx_parts(folder, pipe)
+    generator_diff, text_diff = 0.0, 0.0
+    captions = ["a small red circle in the top left", "a large blue square", "two words", "an emoji of a grinning face", "x"]
+    for batch in batches:
+        prompts = [captions[i % len(captions)] for i in range(batch)]
+        sentence = pipe.text_encoder.encode(prompts).sentence
+        noise = torch.randn(batch, pipe.generator.config.noise_dim, generator=torch.Generator().manual_seed(batch))
+        generator_diff = max(generator_diff, (pipe.generator(noise, sentence) - onnx_pipe[0](noise, sentence)).abs().max().item())
+        if onnx_pipe[1] is not pipe.text_encoder:
+            text_diff = max(text_diff, (sentence - onnx_pipe[1].encode(prompts).sentence).abs().max().item())
+    report = {"generator_max_abs_diff": generator_diff}
+    if onnx_pipe[1] is not pipe.text_encoder:
+        report["text_encoder_max_abs_diff"] = text_diff
+    return report
+
+
+def _session(path: Path, threads: int | None):
+    ort = _onnxruntime()
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; run `limner export {path.parent.parent} --format onnx` first")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxGenerator:
+    """Stands in for a Generator inside the pipeline: same config, same call, onnxruntime inside."""
+
+    def __init__(self, path: Path, config, *, threads: int | None = None) -> None:
+        self.session = _session(path, threads)
+        self.config = config
+
+    def eval(self) -> "OnnxGenerator":
+        return self
+
+    def __call__(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        (images,) = self.session.run(None, {"noise": noise.numpy().astype(np.float32), "sentence": sentence.numpy().astype(np.float32)})
+        return torch.from_numpy(images)
+
+
+class OnnxTextEncoder(TextEncoder):
+    """A Hugging Face encoder's tokenizer in Python, its network in onnxruntime (sentences only:
+    the token states stay in the PyTorch encoder, which training and fusion use)."""
+
+    def __init__(self, path: Path, encoder, *, threads: int | None = None) -> None:
+        self.session = _session(path, threads)
+        self.source = encoder
+        self.tokenizer = encoder.tokenizer
+        self.dim = encoder.dim
+        self.kind = encoder.kind
+
+    def _encode(self, captions: list[str]) -> TextEmbeddings:
+        batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.source.max_length, return_tensors="np")
+        (sentence,) = self.session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
+                                              "attention_mask": batch["attention_mask"].astype(np.int64)})
+        mask = torch.from_numpy(batch["attention_mask"]).bool()
+        return TextEmbeddings(sentence=torch.from_numpy(sentence), tokens=torch.zeros(*mask.shape, 0), mask=mask)
+
+    def config(self) -> dict[str, Any]:
+        return self.source.config()
+
+
+def load_onnx_parts(folder: str | Path, pipe, *, threads: int | None = None):
+    """(OnnxGenerator, text encoder) for a PyTorch pipeline loaded from `folder`: the ONNX
+    encoder where one was exported, else the pipeline's own (bag-of-words)."""
+    out = Path(folder) / ONNX_FOLDER
+    generator = OnnxGenerator(out / "generator.onnx", pipe.generator.config, threads=threads)
+    encoder_path = out / "text_encoder.onnx"
+    encoder = OnnxTextEncoder(encoder_path, pipe.text_encoder, threads=threads) if encoder_path.is_file() else pipe.text_encoder
+    return generator, encoder
+

@@ -1,0 +1,62 @@
+"""ONNX export: graphs with a dynamic batch that match PyTorch, and the onnxruntime backend."""
+
+import json
+
+import pytest
+import torch
+
+from limner.cli import main
+from limner.errors import ModelLoadError
+from limner.export import export_onnx
+from limner.models import Generator
+from limner.pipelines import GenerationRequest, TextToImagePipeline, load_pipeline
+from limner.text import HuggingFaceTextEncoder
+from tests.conftest import tiny_generator_config, tiny_pipeline
+
+PROMPTS = ["a small red circle in the top left", "a large blue square"]
+
+
+def test_generator_graph_matches_pytorch_at_any_batch_size(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    report = export_onnx(tmp_path / "model")
+    assert report["generator_max_abs_diff"] < 1e-4 and "text_encoder_max_abs_diff" not in report  # bag-of-words stays in Python
+    assert json.loads((tmp_path / "model" / "onnx" / "export.json").read_text()) == report
+    eager = TextToImagePipeline.from_pretrained(tmp_path / "model")
+    onnx = TextToImagePipeline.from_pretrained(tmp_path / "model", backend="onnx")
+    for n in (1, 7):  # neither batch size was seen at export
+        expected = eager.generate_tensors(PROMPTS, num_images_per_prompt=n, seed=3)
+        assert torch.allclose(onnx.generate_tensors(PROMPTS, num_images_per_prompt=n, seed=3), expected, atol=1e-4)
+    requests = [GenerationRequest(PROMPTS[0], 2, seed=1), GenerationRequest(PROMPTS[1], 3, seed=2)]
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(onnx.generate_batch(requests), eager.generate_batch(requests)))
+
+
+@pytest.mark.parametrize("hidden_layer", [0, None])  # the shapes preset's embedding layer; the last layer (attention masks)
+def test_language_model_graph_pools_and_normalises_like_the_encoder(tmp_path, hidden_layer):
+    encoder = HuggingFaceTextEncoder(hidden_layer=hidden_layer)
+    torch.manual_seed(0)
+    generator = Generator(tiny_generator_config(text_dim=encoder.dim))
+    TextToImagePipeline(generator, encoder).save_pretrained(tmp_path / "model")
+    report = export_onnx(tmp_path / "model")
+    assert report["text_encoder_max_abs_diff"] < 1e-4 and report["generator_max_abs_diff"] < 1e-4
+    onnx = load_pipeline(tmp_path / "model", backend="onnx")
+    captions = ["a caption", "a much longer caption than the first one, with commas, and more words", "x", "two words"]
+    for group in (captions, captions[:1], captions * 5):  # batch sizes and padded lengths not seen at export
+        assert torch.allclose(onnx.text_encoder.encode(group).sentence, encoder.encode(group).sentence, atol=1e-4)
+
+
+def test_the_onnx_backend_says_how_to_export_first(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    with pytest.raises(ModelLoadError, match="limner export"):
+        TextToImagePipeline.from_pretrained(tmp_path / "model", backend="onnx")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        TextToImagePipeline.from_pretrained(tmp_path / "model", backend="tensorrt")
+
+
+def test_export_and_generate_from_the_command_line(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    assert main(["export", str(tmp_path / "model"), "--format", "onnx"]) == 0
+    assert "largest difference from PyTorch: generator" in capsys.readouterr().out
+    for backend in ("torch", "onnx"):
+        grid = tmp_path / f"{backend}.png"
+        assert main(["generate", str(tmp_path / "model"), PROMPTS[0], "-n", "2", "--backend", backend, "-o", str(grid)]) == 0
+        assert grid.stat().st_size > 0
