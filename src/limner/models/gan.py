@@ -119,11 +119,12 @@ class TextStandardizer(nn.Module):
         principal directions when there are some, else in all; `scale` 1 means a standard
         deviation per direction equal to the training captions' average spread per direction."""
         spread = 1.0 / self.inv_std  # RMS per coordinate of the training offsets (after projection)
+        device = self.inv_std.device  # drawn from the (CPU) generator, then moved where the weights are
         if self.basis is None:
-            return torch.randn(sentence.shape, generator=generator) * spread * scale
+            return torch.randn(sentence.shape, generator=generator).to(device) * spread * scale
         components, dim = self.basis.shape
         per_direction = spread * math.sqrt(dim / components)
-        return torch.randn(sentence.shape[0], components, generator=generator) @ self.basis * per_direction * scale
+        return torch.randn(sentence.shape[0], components, generator=generator).to(device) @ self.basis * per_direction * scale
 
     def forward(self, sentence: torch.Tensor) -> torch.Tensor:
         offset = sentence - self.mean

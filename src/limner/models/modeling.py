@@ -32,7 +32,7 @@ class PretrainedModel(torch.nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         payload = {"_class_name": type(self).__name__, **config_to_dict(self.config)}
         (folder / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
-        state = {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         tmp = folder / f".{WEIGHTS_NAME}.tmp"
         save_file(state, str(tmp))
         os.replace(tmp, folder / WEIGHTS_NAME)

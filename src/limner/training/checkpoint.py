@@ -120,7 +120,7 @@ def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, 
     models.generator.load_state_dict(Generator.from_pretrained(folder / "generator").state_dict())
     models.ema.load_state_dict(Generator.from_pretrained(folder / "ema").state_dict())
     models.discriminator.load_state_dict(Discriminator.from_pretrained(folder / "discriminator").state_dict())
-    state = torch.load(folder / "training_state.pt", weights_only=True)
+    state = torch.load(folder / "training_state.pt", weights_only=True, map_location="cpu")
     optimizers.generator.load_state_dict(state["generator_optimizer"])
     optimizers.discriminator.load_state_dict(state["discriminator_optimizer"])
     torch.set_rng_state(state["torch_rng"])

@@ -54,6 +54,9 @@ class TrainConfig:
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
+    # where: "auto" is the GPU when PyTorch sees one (bf16 autocast there), else the CPU; under
+    # torchrun each process takes its LOCAL_RANK's GPU (see limner.training.distributed)
+    device: str = "auto"
     # bookkeeping
     output_dir: str = "outputs/run"
     seed: int = 0
@@ -83,6 +86,8 @@ class TrainConfig:
             raise ConfigError("evaluation_steps needs evaluator_dir: train one with `limner train --model evaluator`")
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.train_batch_size < 2:
             raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
         if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:

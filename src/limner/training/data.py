@@ -90,7 +90,7 @@ class StreamingCaptionedImages:
         for _ in range(2):
             try:
                 array, captions = next(self._stream)
-                return (torch.from_numpy(array).permute(2, 0, 1).contiguous(),
+                return (torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(),  # decoded arrays are read-only
                         torch.tensor([self._index[c] for c in captions if c in self._index] or [0]))
             except StopIteration:
                 self.epoch += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -44,13 +45,17 @@ def gan_train_step(
     contrastive_temperature: float = 0.1,
     image_contrastive_weight: float = 0.0,
     reconstruction_weight: float = 0.0,
+    sync_gradients: Callable[[torch.nn.Module], None] | None = None,
 ) -> dict[str, float]:
     """With contrastive_weight > 0 the discriminator also learns to match real images to their
     captions across the batch, and the generator is asked to make its images match theirs.
     With image_contrastive_weight > 0 each generated image is also asked to sit, in that
     space, next to the real images of its caption and away from the others.
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
-    the real image it shares a caption with (batch.images[i] for batch.sentence[i])."""
+    the real image it shares a caption with (batch.images[i] for batch.sentence[i]).
+    `sync_gradients(module)` runs between each backward and its optimiser step (data-parallel
+    training averages the gradients over the processes there)."""
+    sync = sync_gradients or (lambda module: None)
     generator, discriminator = models.generator, models.discriminator
     stats: dict[str, float] = {}
     same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
@@ -75,6 +80,7 @@ def gan_train_step(
         stats["contrastive_real"] = real_match.item()
     optimizers.discriminator.zero_grad(set_to_none=True)
     d_total.backward()
+    sync(discriminator)
     optimizers.discriminator.step()
 
     discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
@@ -99,6 +105,7 @@ def gan_train_step(
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
     discriminator.requires_grad_(True)
+    sync(generator)
     optimizers.generator.step()
     update_ema(models.ema, generator, ema_decay)
     return {

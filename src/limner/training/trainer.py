@@ -33,6 +33,7 @@ from limner.text import BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEnc
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.config import TrainConfig
 from limner.training.data import CaptionedImages, StreamingCaptionedImages
+from limner.training.distributed import DistributedContext
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
 from limner.utils.images import make_grid, save_png
 
@@ -91,6 +92,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.sampler_rng = torch.Generator().manual_seed(config.seed)
         self.data_dir = resolve_data_dir(config)
+        self.dist = DistributedContext.from_environment(config.device)
+        self.dist.part(config.train_batch_size)  # refuses a global batch the processes cannot share
         self.text_encoder, self.data = self._load_data()
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
@@ -107,6 +110,7 @@ class Trainer:
         generator, discriminator = Generator(generator_config), Discriminator(discriminator_config)
         generator.text_norm.fit(self.data.sentence_table)
         discriminator.text_norm.fit(self.data.sentence_table)
+        generator, discriminator = generator.to(self.dist.device), discriminator.to(self.dist.device)
         ema = copy.deepcopy(generator).eval().requires_grad_(False)
         return GANModels(generator, discriminator, ema)
 
@@ -134,17 +138,19 @@ class Trainer:
             return self.data.captions[:6]
 
     def pipeline(self) -> TextToImagePipeline:
-        return TextToImagePipeline(self.models.ema, self.text_encoder, truncation=self.config.truncation)
+        ema = self.models.ema if self.dist.device.type == "cpu" else copy.deepcopy(self.models.ema).cpu()
+        return TextToImagePipeline(ema, self.text_encoder, truncation=self.config.truncation)
 
     def train(self) -> TrainResult:
-        config = self.config
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        save_config_json(config, self.output_dir / "training_config.json")
-        writer = _tensorboard_writer(self.output_dir / "logs")
+        config, main = self.config, self.dist.is_main
+        if main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config_json(config, self.output_dir / "training_config.json")
+        writer = _tensorboard_writer(self.output_dir / "logs") if main else _NullWriter()
         start_step, started = self.step, time.perf_counter()
         budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
         losses: dict[str, float] = {}
-        bar = tqdm(total=config.max_train_steps, initial=self.step, desc="training", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=config.max_train_steps, initial=self.step, desc="training", disable=not (self.progress and main), dynamic_ncols=True)
         if config.max_train_minutes:
             bar.set_description(f"training (max {config.max_train_minutes:g} min)")
         interrupted = False
@@ -157,11 +163,14 @@ class Trainer:
             finally:
                 bar.close()
         train_seconds = time.perf_counter() - started
-        self._checkpoint()
-        self.pipeline().save_pretrained(self.output_dir)
-        self._validate(writer, final=True)
-        writer.close()
-        scores = self._final_scores()
+        scores = None
+        if main:
+            self._checkpoint()
+            self.pipeline().save_pretrained(self.output_dir)
+            self._validate(writer, final=True)
+            writer.close()
+            scores = self._final_scores()
+        self.dist.close()
         return TrainResult(
             output_dir=self.output_dir,
             steps=self.step,
@@ -175,7 +184,8 @@ class Trainer:
     def _loop(self, writer, bar, started: float, budget: float, start_step: int) -> dict[str, float]:
         """Steps until the step or time budget is spent, with logging, validation and checkpoints."""
         config, losses = self.config, {}
-        while self.step < config.max_train_steps and time.perf_counter() - started < budget:
+        main = self.dist.is_main
+        while self.step < config.max_train_steps and not self.dist.any(time.perf_counter() - started >= budget):
             losses = self._train_one_step()
             self.step += 1
             elapsed = time.perf_counter() - started
@@ -186,32 +196,42 @@ class Trainer:
                 for name, value in losses.items():
                     writer.add_scalar(f"train/{name}", value, self.step)
                 writer.add_scalar("train/images_per_second", images_per_second, self.step)
-            if self.step % config.validation_steps == 0:
+            if main and self.step % config.validation_steps == 0:
                 self._validate(writer)
-            if config.evaluation_steps and self.step % config.evaluation_steps == 0:
+            if main and config.evaluation_steps and self.step % config.evaluation_steps == 0:
                 self._evaluate(writer)
-            if self.step % config.checkpointing_steps == 0:
+            if main and self.step % config.checkpointing_steps == 0:
                 self._checkpoint()
         return losses
 
     def _train_one_step(self) -> dict[str, float]:
-        config = self.config
-        images, sentence, mismatched = self.data.sample(config.train_batch_size, self.sampler_rng)
-        noise = torch.randn(config.train_batch_size, self.models.generator.config.noise_dim, generator=self.sampler_rng)
-        batch = GANBatch(images=images, sentence=sentence, mismatched=mismatched, noise=noise)
+        """Every process draws the whole global batch from the shared sampler and keeps its slice
+        (streamed shards: its own shards' samples), so any number of processes takes the same steps."""
+        config, rng, part = self.config, self.sampler_rng, self.dist.part(self.config.train_batch_size)
+        if isinstance(self.data, StreamingCaptionedImages) and self.dist.world_size > 1:
+            local = self.data.sample(part.stop - part.start, rng)
+        else:
+            local = tuple(t[part] for t in self.data.sample(config.train_batch_size, rng))
+        images, sentence, mismatched = local
+        noise = torch.randn(config.train_batch_size, self.models.generator.config.noise_dim, generator=rng)[part]
+        device = self.dist.device
+        batch = GANBatch(images=images.to(device), sentence=sentence.to(device), mismatched=mismatched.to(device), noise=noise.to(device))
         if config.condition_noise > 0:
             # conditioning augmentation: the generator must draw a caption's image from anywhere
             # near its embedding, so a new wording that lands nearby still draws the right thing
-            batch.generator_sentence = sentence + self.models.generator.text_norm.noise_like(sentence, config.condition_noise, self.sampler_rng)
+            shape = (config.train_batch_size, sentence.shape[1])
+            offsets = self.models.generator.text_norm.noise_like(torch.empty(shape), config.condition_noise, rng)[part]
+            batch.generator_sentence = batch.sentence + offsets.to(device)
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
-        return gan_train_step(
-            self.models, self.optimizers, batch,
-            gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
-            contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
-            image_contrastive_weight=config.image_contrastive_weight,
-            reconstruction_weight=config.reconstruction_weight,
-        )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return gan_train_step(
+                self.models, self.optimizers, batch,
+                gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
+                contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
+                image_contrastive_weight=config.image_contrastive_weight,
+                reconstruction_weight=config.reconstruction_weight, sync_gradients=self.dist.average_gradients,
+            )
 
     def _validate(self, writer, *, final: bool = False) -> None:
         n = self.config.validation_images_per_prompt
