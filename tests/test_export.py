@@ -60,3 +60,16 @@ def test_export_and_generate_from_the_command_line(tmp_path, capsys):
         grid = tmp_path / f"{backend}.png"
         assert main(["generate", str(tmp_path / "model"), PROMPTS[0], "-n", "2", "--backend", backend, "-o", str(grid)]) == 0
         assert grid.stat().st_size > 0
+
+
+def test_the_server_generates_with_the_onnx_backend(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from limner.serving import ServeConfig, create_app
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    export_onnx(tmp_path / "model")
+    app = create_app({"tiny": load_pipeline(tmp_path / "model", backend="onnx")}, ServeConfig())
+    with TestClient(app) as client:
+        body = client.post("/v1/images/generations", json={"prompt": PROMPTS[0], "n": 3, "seed": 1}).json()
+    assert len(body["data"]) == 3

@@ -78,7 +78,7 @@ def test_fuzz_every_operation_from_the_openapi_schema(keyed_server):
         operations.append(f"{operation.method.upper()} {operation.path}")
         for mode in schemathesis.GenerationMode:
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             def fuzz(case):
                 check_answer(case.call(base_url=server.url, headers=auth), counts)
             try:
