@@ -84,12 +84,10 @@ def generator_runner(generator: Generator, backend: str, folder: Path):
         return generator.to(memory_format=torch.channels_last)
     if backend == "compile":
         return torch.compile(generator)
-    from limner.export.onnx import OnnxGenerator, _export
+    from limner.export.onnx import OnnxGenerator, export_generator
 
     path = folder / f"generator-{generator.config.resolution}.onnx"
-    z, d = generator.config.noise_dim, generator.config.text_dim
-    _export(generator, (torch.randn(2, z), torch.randn(2, d)), path, ["noise", "sentence"], ["images"],
-            {"noise": {0: "batch"}, "sentence": {0: "batch"}, "images": {0: "batch"}})
+    export_generator(generator, path)
     return OnnxGenerator(path, generator.config)
 
 
@@ -117,7 +115,7 @@ def generation(args, ceiling: float, folder: Path) -> list[dict]:
 
 @torch.no_grad()
 def text_encoding(args, folder: Path) -> dict:
-    from limner.export.onnx import OnnxTextEncoder, _export, _SentenceGraph
+    from limner.export.onnx import OnnxTextEncoder, export_text_encoder
     from limner.text import HuggingFaceTextEncoder
 
     encoder = HuggingFaceTextEncoder()
@@ -126,10 +124,8 @@ def text_encoding(args, folder: Path) -> dict:
                            for sh in ("circle", "square", "triangle", "star") for p in ("top left", "center")])][:64]
     rates = {"eager": timed_rate(lambda: encoder.encode(captions), len(captions), args.seconds)}
     if "onnx" in args.backends:
-        batch = encoder.tokenizer(captions[:2], padding=True, return_tensors="pt")
         path = folder / "text_encoder.onnx"
-        _export(_SentenceGraph(encoder).eval(), (batch["input_ids"], batch["attention_mask"]), path, ["input_ids", "attention_mask"],
-                ["sentence"], {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "sentence": {0: "batch"}})
+        export_text_encoder(encoder, path)
         onnx = OnnxTextEncoder(path, encoder)
         rates["onnx"] = timed_rate(lambda: onnx.encode(captions), len(captions), args.seconds)
     for name, rate in rates.items():

@@ -62,6 +62,21 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], 
                       dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
+def export_generator(generator, path: Path) -> None:
+    """generator.onnx: noise (B, Z), sentence (B, D) -> images, the batch dynamic."""
+    z, d = generator.config.noise_dim, generator.config.text_dim
+    _export(generator.eval(), (torch.randn(2, z), torch.randn(2, d)), path, ["noise", "sentence"], ["images"],
+            {"noise": {0: "batch"}, "sentence": {0: "batch"}, "images": {0: "batch"}})
+
+
+def export_text_encoder(encoder, path: Path) -> None:
+    """text_encoder.onnx: input_ids, attention_mask (B, T) -> pooled, normalised sentence (B, D)."""
+    batch = encoder.tokenizer(["a caption", "another, longer caption"], padding=True, return_tensors="pt")
+    _export(_SentenceGraph(encoder).eval(), (batch["input_ids"], batch["attention_mask"]), path,
+            ["input_ids", "attention_mask"], ["sentence"],
+            {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "sentence": {0: "batch"}})
+
+
 def export_onnx(folder: str | Path, *, check_batches: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
     """Export the model folder's generator (and Hugging Face text encoder) to `folder/onnx/`,
     check the graphs against PyTorch at each batch size in `check_batches`, and return the report."""
@@ -71,16 +86,10 @@ def export_onnx(folder: str | Path, *, check_batches: tuple[int, ...] = (1, 5)) 
     folder = Path(folder)
     pipe = TextToImagePipeline.from_pretrained(folder)
     out = folder / ONNX_FOLDER
-    generator = pipe.generator.eval()
-    z, d = generator.config.noise_dim, generator.config.text_dim
-    _export(generator, (torch.randn(2, z), torch.randn(2, d)), out / "generator.onnx", ["noise", "sentence"], ["images"],
-            {"noise": {0: "batch"}, "sentence": {0: "batch"}, "images": {0: "batch"}})
+    export_generator(pipe.generator, out / "generator.onnx")
     report: dict[str, Any] = {"opset": OPSET, "tolerance": TOLERANCE, "checked_batches": list(check_batches)}
     if isinstance(pipe.text_encoder, HuggingFaceTextEncoder):
-        batch = pipe.text_encoder.tokenizer(["a caption", "another, longer caption"], padding=True, return_tensors="pt")
-        _export(_SentenceGraph(pipe.text_encoder).eval(), (batch["input_ids"], batch["attention_mask"]), out / "text_encoder.onnx",
-                ["input_ids", "attention_mask"], ["sentence"],
-                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "sentence": {0: "batch"}})
+        export_text_encoder(pipe.text_encoder, out / "text_encoder.onnx")
     report.update(_compare(folder, pipe, check_batches))
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     worst = max(report["generator_max_abs_diff"], report.get("text_encoder_max_abs_diff", 0.0))
