@@ -54,6 +54,15 @@ def test_training_streams_from_shards_and_the_model_generates(packed, tmp_path):
     assert len(images) == 2 and images[0].size == (32, 32)
 
 
+def test_models_that_need_an_imagefolder_say_so(packed, tmp_path):
+    from limner.errors import ConfigError
+    from limner.training.evaluator_trainer import train_evaluator
+
+    config = build_train_config(None, tiny_train_overrides(packed, tmp_path / "run", model="evaluator"))
+    with pytest.raises(ConfigError, match="holds tar shards; the evaluator trains from an imagefolder"):
+        train_evaluator(config, progress=False)
+
+
 def test_the_stream_buffer_stays_bounded_and_keeps_flowing(packed):
     from limner.text import BagOfWordsEncoder, CachedTextEncoder
     from limner.training.data import StreamingCaptionedImages

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
-    train.add_argument("--model", default="gan", choices=["gan", "evaluator", "captioner"],
-                       help="gan (default); evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text")
+    train.add_argument("--model", default="gan", choices=["gan", "evaluator", "captioner", "aligner"],
+                       help="gan (default); evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
+                            "aligner: an image-text matcher for `limner rank` and for training generators against")
     train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
     for flag, _, kind, text in _TRAIN_FLAGS:
         train.add_argument(flag, type=kind, default=None, help=text)
@@ -118,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
     serve.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
+
+    rank = commands.add_parser("rank", help="rank captions for an image, or images for a caption, with a trained aligner")
+    rank.add_argument("model_dir")
+    rank.add_argument("--image", default=None, help="an image whose --captions to rank")
+    rank.add_argument("--captions", nargs="+", default=None)
+    rank.add_argument("--caption", default=None, help="a caption whose --images to rank")
+    rank.add_argument("--images", nargs="+", default=None)
 
     export = commands.add_parser("export", help="export a text-to-image model for fast inference (ONNX)")
     export.add_argument("model_dir")
@@ -191,6 +199,8 @@ def _run_train(args: argparse.Namespace) -> int:
         return _train_evaluator(args, overrides)
     if args.model == "captioner":
         return _train_captioner(args, overrides)
+    if args.model == "aligner":
+        return _train_aligner(args, overrides)
     config = build_train_config(args.preset, overrides)
     result = train(config, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
@@ -228,6 +238,56 @@ def _train_captioner(args: argparse.Namespace, overrides: dict[str, Any]) -> int
           f"test exact match (greedy) {exact}")
     print(f"captioner: {result.output_dir}")
     return 0
+
+
+def _train_aligner(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from limner.training import build_train_config
+    from limner.training.aligner_trainer import train_aligner
+
+    defaults = {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": f"outputs/{args.preset}-aligner", "seed": 4321,
+                "train_batch_size": 64}
+    config = build_train_config(args.preset, {**defaults, **overrides, "model": "aligner"})
+    result = train_aligner(config, progress=not args.no_progress)
+    test = result.test_scores
+    recall = "n/a (no test split)" if test is None else (f"image to caption R@1 {test['image_to_caption_r1']:.3f} R@5 {test['image_to_caption_r5']:.3f}, "
+                                                         f"caption to image R@1 {test['caption_to_image_r1']:.3f} R@5 {test['caption_to_image_r5']:.3f}")
+    print(f"trained the aligner {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; test {recall}")
+    print(f"aligner: {result.output_dir}")
+    return 0
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from limner.pipelines.alignment import AlignmentPipeline
+
+    if bool(args.image) == bool(args.caption):
+        print("limner: error: rank needs either --image FILE with --captions, or --caption TEXT with --images", file=sys.stderr)
+        return EXIT_USER_ERROR
+    pipe = AlignmentPipeline.from_pretrained(args.model_dir)
+    if args.image:
+        if not args.captions:
+            print("limner: error: --image needs --captions to rank", file=sys.stderr)
+            return EXIT_USER_ERROR
+        for caption, score in pipe.rank_captions(_open_image(args.image), args.captions):
+            print(f"{score:+.4f}\t{caption}")
+    else:
+        if not args.images:
+            print("limner: error: --caption needs --images to rank", file=sys.stderr)
+            return EXIT_USER_ERROR
+        images = [_open_image(path) for path in args.images]
+        for index, score in pipe.rank_images(args.caption, images):
+            print(f"{score:+.4f}\t{args.images[index]}")
+    return 0
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from err
 
 
 def _run_caption(args: argparse.Namespace) -> int:
@@ -347,7 +407,7 @@ def _run_keys(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "caption": _run_caption, "evaluate": _run_evaluate,
-             "serve": _run_serve, "export": _run_export, "keys": _run_keys}
+             "serve": _run_serve, "rank": _run_rank, "export": _run_export, "keys": _run_keys}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from limner.errors import ModelLoadError
+from limner.pipelines.alignment import AlignmentPipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.pipelines.text_to_image import GenerationRequest, TextToImagePipeline
 
-PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline)}
+PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline, AlignmentPipeline)}
 
 
 def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImagePipeline | ImageToTextPipeline:
@@ -29,4 +30,4 @@ def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImageP
     return PIPELINES[name].from_pretrained(folder)
 
 
-__all__ = ["GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline"]
+__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline"]

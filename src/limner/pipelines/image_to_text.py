@@ -53,14 +53,7 @@ class ImageToTextPipeline:
         return [{"generated_text": self.vocabulary.decode(row)} for row in ids]
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """PIL images of any size and mode -> (B, 3, R, R) in [-1, 1], converted exactly as the
-        training images were read (alpha over white, centre crop, Lanczos resize)."""
-        arrays = []
-        for image in images:
-            if not isinstance(image, Image.Image):
-                raise TypeError(f"expected PIL images, got {type(image).__name__}")
-            arrays.append(np.asarray(square_resize(to_rgb(image), self.resolution)))
-        return from_uint8(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+        return preprocess_images(images, self.resolution)
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -80,3 +73,14 @@ class ImageToTextPipeline:
         if index.get("_class_name") != cls.__name__:
             raise ModelLoadError(f"{folder}: holds a {index.get('_class_name')}, not an {cls.__name__}")
         return cls(Captioner.from_pretrained(folder / "captioner"), index["tokenizer"], beams=int(index.get("beams", 1)))
+
+
+def preprocess_images(images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
+    """PIL images of any size and mode -> (B, 3, R, R) in [-1, 1], converted exactly as the
+    training images were read (alpha over white, centre crop, Lanczos resize)."""
+    arrays = []
+    for image in images:
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"expected PIL images, got {type(image).__name__}")
+        arrays.append(np.asarray(square_resize(to_rgb(image), resolution)))
+    return from_uint8(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))

@@ -121,6 +121,9 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
         keys = KeyStore(config.api_keys_file)
     if keys is None and not config.loopback_only:
         raise ConfigError(f"listening on {config.host} (beyond loopback) needs API keys: pass --api-keys FILE (create one with `limner keys create`)")
+    for name, pipe in models.items():
+        if not isinstance(pipe, (TextToImagePipeline, ImageToTextPipeline)) and not hasattr(pipe, "generate_batch"):
+            raise ConfigError(f"model {name!r} is a {type(pipe).__name__}; serve takes text-to-image generators and captioners")
     served = {name: ServedModel(name, pipe) for name, pipe in models.items()}
     metrics = ServerMetrics()
     store = ImageStore(config.stored_images, config.stored_image_ttl_s)

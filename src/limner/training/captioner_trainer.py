@@ -52,7 +52,7 @@ def train_captioner(config: TrainConfig, *, progress: bool = True) -> CaptionerR
     torch.manual_seed(config.seed)
     rng = torch.Generator().manual_seed(config.seed)
     data_dir = resolve_data_dir(config)
-    _, data, _ = load_training_data(config, data_dir, progress=progress)
+    _, data, _ = load_training_data(config, data_dir, progress=progress, streaming=False)
     tokenizer = load_tokenizer(config.text_encoder)
     vocabulary = CaptionVocabulary(tokenizer, CaptionVocabulary.collect(tokenizer, data.captions))
     model_config = config.captioner_config(vocabulary.vocabulary)

@@ -12,6 +12,7 @@ import torch
 from limner.config import config_from_dict, merge_config
 from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.models.aligner import AlignerConfig
 from limner.models.captioner import CaptionerConfig
 from limner.models.evaluator import EvaluatorConfig
 from limner.models.gan import RESOLUTIONS
@@ -31,13 +32,15 @@ class TrainConfig:
     # (0: all; "auto": those whose singular value is at least 5% of the largest)
     text_components: int | str = 0
     # models
-    model: str = "gan"                    # "gan", "evaluator" (the independent scorer for `limner evaluate`) or "captioner"
+    model: str = "gan"                    # "gan", "evaluator" (the independent scorer for `limner evaluate`), "captioner" or "aligner"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     evaluator_learning_rate: float = 1e-3
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     captioner_learning_rate: float = 1e-3
+    aligner: AlignerConfig = field(default_factory=AlignerConfig)
+    aligner_learning_rate: float = 1e-3
     # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
     train_batch_size: int = 64
     max_train_steps: int = 2000
@@ -121,6 +124,9 @@ class TrainConfig:
     def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
         return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
 
+    def aligner_config(self, text_dim: int) -> AlignerConfig:
+        return merge_config(self.aligner, {"resolution": self.resolution, "text_dim": text_dim})
+
     def captioner_config(self, vocabulary: tuple[int, ...]) -> CaptionerConfig:
         return merge_config(self.captioner, {"resolution": self.resolution, "vocabulary": list(vocabulary)})
 
@@ -134,7 +140,7 @@ def significant_directions(sentences: torch.Tensor) -> int:
     """How many principal directions of the caption embeddings (N, D) carry real variation."""
     singular = torch.linalg.svdvals((sentences - sentences.mean(0)).double())
     return max(1, int((singular >= SIGNIFICANT * singular[0]).sum()))
-MODELS = ("gan", "evaluator", "captioner")
+MODELS = ("gan", "evaluator", "captioner", "aligner")
 
 
 def load_preset(name: str) -> dict[str, Any]:

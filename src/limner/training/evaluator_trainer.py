@@ -16,15 +16,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from limner.data import ImageFolder
-from limner.errors import DataError, ModelLoadError
+from limner.errors import ModelLoadError
 from limner.models.evaluator import Evaluator
 from limner.text import TextEncoder, load_text_encoder
 from limner.training.config import TrainConfig
-from limner.training.data import CaptionedImages
-from limner.training.losses import contrastive_loss
+from limner.training.dual_encoder import contrastive_step, test_retrieval
 from limner.training.trainer import load_training_data, resolve_data_dir
-from limner.utils.images import from_uint8
 
 log = logging.getLogger("limner.evaluator")
 INDEX_NAME = "evaluator_index.json"
@@ -43,7 +40,7 @@ def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorR
     torch.manual_seed(config.seed)
     rng = torch.Generator().manual_seed(config.seed)
     data_dir = resolve_data_dir(config)
-    text_encoder, data, _ = load_training_data(config, data_dir, progress=progress)
+    text_encoder, data, _ = load_training_data(config, data_dir, progress=progress, streaming=False)
     evaluator = Evaluator(config.evaluator_config(text_encoder.dim))
     evaluator.text_norm.fit(data.sentence_table)
     optimizer = torch.optim.AdamW(evaluator.parameters(), lr=config.evaluator_learning_rate, weight_decay=0.01)
@@ -52,7 +49,7 @@ def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorR
     bar = tqdm(total=config.max_train_steps, desc="training evaluator", disable=not progress, dynamic_ncols=True)
     try:
         while step < config.max_train_steps and time.perf_counter() - started < budget:
-            loss_value = _evaluator_step(evaluator, optimizer, data, config.train_batch_size, rng)
+            loss_value = contrastive_step(evaluator, optimizer, data, config.train_batch_size, rng)
             step += 1
             bar.update(1)
             if step % config.logging_steps == 0:
@@ -61,41 +58,14 @@ def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorR
         bar.close()
     train_seconds = time.perf_counter() - started
     evaluator.eval()
-    recall = _test_recall_at_1(evaluator, text_encoder, data_dir, config.resolution)
+    retrieval = test_retrieval(evaluator, text_encoder, data_dir, config.resolution)
+    recall = None if retrieval is None else retrieval["image_to_caption_r1"]
     out = Path(config.output_dir)
     save_evaluator(out, evaluator, text_encoder, {
         "seed": config.seed, "steps": step, "train_data_dir": str(data_dir), "resolution": config.resolution,
         "final_loss": loss_value, "test_recall_at_1": recall,
     })
     return EvaluatorResult(out, step, train_seconds, loss_value, recall)
-
-
-def _evaluator_step(evaluator: Evaluator, optimizer: torch.optim.Optimizer, data: CaptionedImages, batch_size: int, rng: torch.Generator) -> float:
-    images, sentence, _ = data.sample(batch_size, rng)
-    same_caption = (sentence[:, None, :] == sentence[None, :, :]).all(-1)
-    image_vectors = evaluator.image_embedding(images)
-    text_vectors = evaluator.text_embedding(sentence)
-    loss = contrastive_loss(image_vectors, text_vectors, same_caption, temperature=evaluator.temperature())  # learnt
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-@torch.no_grad()
-def _test_recall_at_1(evaluator: Evaluator, text_encoder: TextEncoder, data_dir: Path, resolution: int) -> float | None:
-    """Share of real test images whose own caption ranks first among the split's distinct captions."""
-    try:
-        folder = ImageFolder(data_dir, "test")
-    except DataError:
-        return None
-    images = from_uint8(folder.load_images(resolution, progress=False))
-    captions = folder.captions
-    index = {c: i for i, c in enumerate(captions)}
-    truth = torch.tensor([index[r.captions[0]] for r in folder.records])
-    text_vectors = evaluator.text_embedding(text_encoder.encode(captions).sentence)
-    image_vectors = torch.cat([evaluator.image_embedding(chunk) for chunk in images.split(256)])
-    return float(((image_vectors @ text_vectors.T).argmax(1) == truth).float().mean())
 
 
 def save_evaluator(folder: Path, evaluator: Evaluator, text_encoder: TextEncoder, info: dict) -> None:

@@ -64,10 +64,13 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
-def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True) -> tuple[TextEncoder, CaptionedImages, list[str]]:
+def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True
+                       ) -> tuple[TextEncoder, CaptionedImages, list[str]]:
     """The train split with its caption embeddings: in memory from an imagefolder, or streamed
-    from tar shards (`limner data pack`); also the entries skipped as invalid."""
+    from tar shards (`limner data pack`; only where `streaming`); also the entries skipped as invalid."""
     if shard_paths(data_dir, "train"):
+        if not streaming:
+            raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
         if config.evaluation_steps:
             raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
         reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
