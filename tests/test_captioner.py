@@ -7,7 +7,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.models.captioner import Captioner, CaptionerConfig
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
-from limner.training.captioner_trainer import caption_loss
+from limner.training.losses import caption_loss
 from limner.utils.images import from_uint8, to_pil
 
 CAPTIONS = ["a large red circle in the top left", "a small blue square in the bottom right",

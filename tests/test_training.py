@@ -162,3 +162,42 @@ def test_each_image_draws_among_its_own_captions():
         seen.update(sentence.argmax(1).tolist())
         assert not (sentence == mismatched).all(dim=1).any()
     assert seen == {0, 1, 2}
+
+
+def test_alignment_and_cycle_terms_train_the_generator_through_frozen_guides(tiny_shapes, tmp_path):
+    """Text -> image -> (aligner score, captioner cross-entropy): both terms are logged, reach the
+    generator, and leave the guides untouched."""
+    from limner.models.aligner import Aligner, AlignerConfig
+    from limner.pipelines import AlignmentPipeline
+    from limner.pipelines.image_to_text import ImageToTextPipeline
+    from limner.text import BagOfWordsEncoder
+    from limner.data import ImageFolder
+    from tests.conftest import tiny_captioner_pipeline
+
+    captions = ImageFolder(tiny_shapes, "train").captions
+    encoder = BagOfWordsEncoder.from_captions(captions)
+    AlignmentPipeline(Aligner(AlignerConfig(text_dim=encoder.dim, base_channels=4, embed_dim=16, text_hidden=32)), encoder).save_pretrained(tmp_path / "aligner")
+    tiny_captioner_pipeline(captions).save_pretrained(tmp_path / "captioner")
+    overrides = tiny_train_overrides(tiny_shapes, tmp_path / "run", max_train_steps=2, alignment_weight=0.5, aligner_dir=str(tmp_path / "aligner"),
+                                     cycle_weight=0.5, captioner_dir=str(tmp_path / "captioner"))
+    trainer = Trainer(build_train_config(None, overrides), progress=False)
+    aligner_before = {k: v.clone() for k, v in trainer.guides.aligner.state_dict().items()}
+    losses = trainer._train_one_step()
+    assert losses["alignment"] > 0 and losses["cycle"] > 0
+    assert all(torch.equal(v, trainer.guides.aligner.state_dict()[k]) for k, v in aligner_before.items())
+    assert not any(p.requires_grad for p in trainer.guides.captioner.parameters())
+    assert isinstance(ImageToTextPipeline.from_pretrained(tmp_path / "captioner"), ImageToTextPipeline)
+
+
+def test_guides_must_read_captions_as_the_generator_does(tiny_shapes, tmp_path):
+    from limner.models.aligner import Aligner, AlignerConfig
+    from limner.pipelines import AlignmentPipeline
+    from limner.text import BagOfWordsEncoder
+
+    other = BagOfWordsEncoder.from_captions(["words the generator never uses"])
+    AlignmentPipeline(Aligner(AlignerConfig(text_dim=other.dim, base_channels=4)), other).save_pretrained(tmp_path / "aligner")
+    overrides = tiny_train_overrides(tiny_shapes, tmp_path / "run", alignment_weight=1.0, aligner_dir=str(tmp_path / "aligner"))
+    with pytest.raises(ConfigError, match="the aligner reads captions with"):
+        Trainer(build_train_config(None, overrides), progress=False)
+    with pytest.raises(ConfigError, match="cycle_weight > 0 needs captioner_dir"):
+        build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "run", cycle_weight=1.0))

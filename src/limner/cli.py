@@ -46,6 +46,10 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--evaluation-steps", "evaluation_steps", int, "every N steps log KID, FID and R-precision and keep the best model (needs --evaluator-dir)"),
     ("--evaluator-dir", "evaluator_dir", str, "a folder written by `limner train --model evaluator`"),
     ("--best-metric", "best_metric", str, "kid_mean (default), fid or r_precision: which figure picks outputs/.../best"),
+    ("--alignment-weight", "alignment_weight", float, "weight of a frozen aligner's 1 - cosine on generated images (needs --aligner-dir)"),
+    ("--aligner-dir", "aligner_dir", str, "a folder written by `limner train --model aligner`"),
+    ("--cycle-weight", "cycle_weight", float, "weight of a frozen captioner's cross-entropy for the true caption (needs --captioner-dir)"),
+    ("--captioner-dir", "captioner_dir", str, "a folder written by `limner train --model captioner`"),
 ]
 
 

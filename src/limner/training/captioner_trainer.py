@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from limner.data import ImageFolder
@@ -24,6 +23,7 @@ from limner.models.captioner import PAD, Captioner
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
 from limner.training.config import TrainConfig
+from limner.training.losses import caption_loss
 from limner.training.trainer import load_training_data, resolve_data_dir
 from limner.utils.images import from_uint8, to_pil
 
@@ -39,11 +39,6 @@ class CaptionerResult:
     train_seconds: float
     final_loss: float
     test_exact_match: float | None
-
-
-def caption_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy of next-token logits (B, T, V) against targets (B, T), padding ignored."""
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, label_smoothing=label_smoothing)
 
 
 def train_captioner(config: TrainConfig, *, progress: bool = True) -> CaptionerResult:
@@ -72,7 +67,7 @@ def train_captioner(config: TrainConfig, *, progress: bool = True) -> CaptionerR
             length = int((tokens != PAD).sum(1).max())
             tokens = tokens[:, :length]
             logits = captioner(from_uint8(data.images[index]), tokens[:, :-1])
-            loss = caption_loss(logits, tokens[:, 1:], label_smoothing=0.1)
+            loss = caption_loss(logits, tokens[:, 1:], label_smoothing=0.1, pad=PAD)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(captioner.parameters(), 1.0)

@@ -57,6 +57,11 @@ class TrainConfig:
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
+    # bidirectional terms (frozen models trained first, on the same data and text encoder)
+    alignment_weight: float = 0.0         # a frozen aligner's 1 - cosine of each generated image with its caption
+    aligner_dir: str | None = None        # from `limner train --model aligner`
+    cycle_weight: float = 0.0             # a frozen captioner's cross-entropy for the true caption of each generated image
+    captioner_dir: str | None = None      # from `limner train --model captioner`
     # where: "auto" is the GPU when PyTorch sees one (bf16 autocast there), else the CPU; under
     # torchrun each process takes its LOCAL_RANK's GPU (see limner.training.distributed)
     device: str = "auto"
@@ -99,6 +104,11 @@ class TrainConfig:
             raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
         if self.text_components != AUTO and (not isinstance(self.text_components, int) or self.text_components < 0):
             raise ConfigError(f'text_components must be a count (0: all) or "auto", got {self.text_components!r}')
+        for weight, folder in (("alignment_weight", "aligner_dir"), ("cycle_weight", "captioner_dir")):
+            if getattr(self, weight) < 0:
+                raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")
+            if getattr(self, weight) > 0 and not getattr(self, folder):
+                raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:

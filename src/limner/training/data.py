@@ -55,13 +55,13 @@ class CaptionedImages:
         Each image's caption is drawn at random from its captions; the mismatched
         caption is a random caption of the dataset that differs from the true one.
         """
+        images, own, other = self.sample_ids(batch_size, rng)
+        return images, self.sentence_table[own], self.sentence_table[other]
+
+    def sample_ids(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As `sample`, with the captions as ids into `captions` (B,) instead of embeddings."""
         index, own = self.draw(batch_size, rng)
-        if len(self.captions) == 1:  # nothing to mismatch with: the term then teaches nothing
-            other = own
-        else:
-            other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
-            other = other + (other >= own).long()  # skip the true caption
-        return from_uint8(self.images[index]), self.sentence_table[own], self.sentence_table[other]
+        return from_uint8(self.images[index]), own, _mismatched(own, len(self.captions), rng)
 
 
 class StreamingCaptionedImages:
@@ -115,13 +115,21 @@ class StreamingCaptionedImages:
 
     def sample(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As CaptionedImages.sample, from the buffer after `batch_size` fresh samples came in."""
+        images, own, other = self.sample_ids(batch_size, rng)
+        return images, self.sentence_table[own], self.sentence_table[other]
+
+    def sample_ids(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As CaptionedImages.sample_ids."""
         self._fill(batch_size)
         index = torch.randint(len(self._images), (batch_size,), generator=rng)
         own = torch.stack([ids[int(torch.randint(len(ids), (1,), generator=rng))] for ids in (self._caption_ids[i] for i in index.tolist())])
-        if len(self.captions) == 1:
-            other = own
-        else:
-            other = torch.randint(len(self.captions) - 1, (batch_size,), generator=rng)
-            other = other + (other >= own).long()
         images = torch.stack([self._images[i] for i in index.tolist()])
-        return from_uint8(images), self.sentence_table[own], self.sentence_table[other]
+        return from_uint8(images), own, _mismatched(own, len(self.captions), rng)
+
+
+def _mismatched(own: torch.Tensor, captions: int, rng: torch.Generator) -> torch.Tensor:
+    """For each caption id, a random other caption id (the same id when there is only one caption)."""
+    if captions == 1:  # nothing to mismatch with: the term then teaches nothing
+        return own
+    other = torch.randint(captions - 1, own.shape, generator=rng)
+    return other + (other >= own).long()  # skip the true caption

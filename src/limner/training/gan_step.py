@@ -8,7 +8,9 @@ from typing import Callable
 import torch
 
 from limner.models import Discriminator, Generator
-from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss
+from limner.training.losses import (
+    alignment_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss,
+)
 
 
 @dataclass
@@ -31,6 +33,17 @@ class GANBatch:
     mismatched: torch.Tensor  # (B, D) embeddings of other captions
     noise: torch.Tensor       # (B, Z)
     generator_sentence: torch.Tensor | None = None  # what the generator conditions on, if not `sentence`
+    caption_tokens: torch.Tensor | None = None      # (B, L + 1) the captioner's tokens of each caption (cycle loss)
+
+
+@dataclass
+class Guides:
+    """Frozen models that judge the generator's images (text -> image -> text), each with its weight."""
+
+    aligner: torch.nn.Module | None = None     # score(images, sentence): cosine of image and caption
+    alignment_weight: float = 0.0
+    captioner: torch.nn.Module | None = None   # captioner(images, tokens[:, :-1]) -> next-token logits
+    cycle_weight: float = 0.0
 
 
 def gan_train_step(
@@ -46,6 +59,7 @@ def gan_train_step(
     image_contrastive_weight: float = 0.0,
     reconstruction_weight: float = 0.0,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
+    guides: Guides | None = None,
 ) -> dict[str, float]:
     """With contrastive_weight > 0 the discriminator also learns to match real images to their
     captions across the batch, and the generator is asked to make its images match theirs.
@@ -54,7 +68,9 @@ def gan_train_step(
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
     the real image it shares a caption with (batch.images[i] for batch.sentence[i]).
     `sync_gradients(module)` runs between each backward and its optimiser step (data-parallel
-    training averages the gradients over the processes there)."""
+    training averages the gradients over the processes there). `guides` add the bidirectional
+    terms to the generator's loss: a frozen aligner's 1 - cosine of each image with its caption,
+    and a frozen captioner's cross-entropy for the true caption given the generated image."""
     sync = sync_gradients or (lambda module: None)
     generator, discriminator = models.generator, models.discriminator
     stats: dict[str, float] = {}
@@ -102,6 +118,15 @@ def gan_train_step(
         reconstruction = reconstruction_loss(fake, batch.images)
         g_total = g_total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
+    if guides is not None and guides.alignment_weight > 0:
+        alignment = alignment_loss(guides.aligner.score(fake, batch.sentence))
+        g_total = g_total + guides.alignment_weight * alignment
+        stats["alignment"] = alignment.item()
+    if guides is not None and guides.cycle_weight > 0:
+        tokens = batch.caption_tokens
+        cycle = caption_loss(guides.captioner(fake, tokens[:, :-1]), tokens[:, 1:])
+        g_total = g_total + guides.cycle_weight * cycle
+        stats["cycle"] = cycle.item()
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
     discriminator.requires_grad_(True)

@@ -60,3 +60,13 @@ def contrastive_loss(
     image_to_text = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
     text_to_image = -(targets.T / targets.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
     return 0.5 * (image_to_text + text_to_image)
+
+
+def alignment_loss(scores: torch.Tensor) -> torch.Tensor:
+    """1 - cosine, averaged: scores (B,) are a frozen aligner's image-caption cosines in [-1, 1]."""
+    return (1.0 - scores).mean()
+
+
+def caption_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0, pad: int = 0) -> torch.Tensor:
+    """Cross-entropy of next-token logits (B, T, V) against targets (B, T), padding (id `pad`) ignored."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad, label_smoothing=label_smoothing)

@@ -34,7 +34,7 @@ from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resol
 from limner.training.config import TrainConfig
 from limner.training.data import CaptionedImages, StreamingCaptionedImages
 from limner.training.distributed import DistributedContext
-from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
 from limner.utils.images import make_grid, save_png
 
 log = logging.getLogger("limner.train")
@@ -100,6 +100,7 @@ class Trainer:
         self.text_encoder, self.data = self._load_data()
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
+        self.guides, self.caption_tokens = self._load_guides()
         self.optimizers = self._build_optimizers()
         self.step = self._maybe_resume()
         self.training_evaluator = self._build_training_evaluator()
@@ -116,6 +117,28 @@ class Trainer:
         generator, discriminator = generator.to(self.dist.device), discriminator.to(self.dist.device)
         ema = copy.deepcopy(generator).eval().requires_grad_(False)
         return GANModels(generator, discriminator, ema)
+
+    def _load_guides(self) -> tuple[Guides | None, torch.Tensor | None]:
+        """The frozen aligner and captioner of the bidirectional terms, if their weights are on,
+        and the captioner's tokens of every training caption."""
+        config = self.config
+        if not (config.alignment_weight > 0 or config.cycle_weight > 0):
+            return None, None
+        from limner.pipelines.alignment import AlignmentPipeline
+        from limner.pipelines.image_to_text import ImageToTextPipeline
+
+        guides, tokens = Guides(alignment_weight=config.alignment_weight, cycle_weight=config.cycle_weight), None
+        if config.alignment_weight > 0:
+            aligner = AlignmentPipeline.from_pretrained(config.aligner_dir)
+            if aligner.text_encoder.config() != self.text_encoder.config():
+                raise ConfigError(f"{config.aligner_dir}: the aligner reads captions with {aligner.text_encoder.config()}, the generator with "
+                                  f"{self.text_encoder.config()}; train the aligner with the generator's text encoder settings")
+            guides.aligner = aligner.aligner.to(self.dist.device).eval().requires_grad_(False)
+        if config.cycle_weight > 0:
+            captioner = ImageToTextPipeline.from_pretrained(config.captioner_dir)
+            tokens = captioner.vocabulary.encode(self.data.captions, captioner.captioner.config.max_length)
+            guides.captioner = captioner.captioner.to(self.dist.device).eval().requires_grad_(False)
+        return guides, tokens
 
     def _build_optimizers(self) -> GANOptimizers:
         betas = (self.config.adam_beta1, self.config.adam_beta2)
@@ -212,10 +235,10 @@ class Trainer:
         (streamed shards: its own shards' samples), so any number of processes takes the same steps."""
         config, rng, part = self.config, self.sampler_rng, self.dist.part(self.config.train_batch_size)
         if isinstance(self.data, StreamingCaptionedImages) and self.dist.world_size > 1:
-            local = self.data.sample(part.stop - part.start, rng)
+            images, own, other = self.data.sample_ids(part.stop - part.start, rng)
         else:
-            local = tuple(t[part] for t in self.data.sample(config.train_batch_size, rng))
-        images, sentence, mismatched = local
+            images, own, other = (t[part] for t in self.data.sample_ids(config.train_batch_size, rng))
+        sentence, mismatched = self.data.sentence_table[own], self.data.sentence_table[other]
         noise = torch.randn(config.train_batch_size, self.models.generator.config.noise_dim, generator=rng)[part]
         device = self.dist.device
         batch = GANBatch(images=images.to(device), sentence=sentence.to(device), mismatched=mismatched.to(device), noise=noise.to(device))
@@ -225,6 +248,8 @@ class Trainer:
             shape = (config.train_batch_size, sentence.shape[1])
             offsets = self.models.generator.text_norm.noise_like(torch.empty(shape), config.condition_noise, rng)[part]
             batch.generator_sentence = batch.sentence + offsets.to(device)
+        if self.caption_tokens is not None:
+            batch.caption_tokens = self.caption_tokens[own].to(device)
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -233,7 +258,7 @@ class Trainer:
                 gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
-                reconstruction_weight=config.reconstruction_weight, sync_gradients=self.dist.average_gradients,
+                reconstruction_weight=config.reconstruction_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
     def _validate(self, writer, *, final: bool = False) -> None:
