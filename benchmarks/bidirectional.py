@@ -19,12 +19,12 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from shapes_gan import evaluate
 
 from limner.data import shapes
-from limner.pipelines import TextToImagePipeline
+from limner.pipelines import TextToImagePipeline, round_trip
 from limner.pipelines.image_to_text import ImageToTextPipeline
+from limner.pipelines.round_trip import exact_rate
 from limner.training import build_train_config, train
 from limner.training.aligner_trainer import train_aligner
 from limner.training.captioner_trainer import train_captioner
@@ -33,16 +33,11 @@ ARMS = {"alone": {}, "cycle": {"cycle_weight": 1.0}, "alignment": {"alignment_we
         "both": {"cycle_weight": 1.0, "alignment_weight": 1.0}}
 
 
-@torch.no_grad()
-def round_trip(generator: TextToImagePipeline, captioner: ImageToTextPipeline, images_per_caption: int = 10) -> float:
+def held_out_round_trip(generator: TextToImagePipeline, captioner: ImageToTextPipeline, images_per_caption: int = 10) -> float:
     """Text -> image -> text on the held-out compositions: the share of images captioned exactly as asked."""
-    normalise = lambda text: " ".join(text.lower().split())  # noqa: E731
-    hits, total = 0, 0
-    for composition in shapes.held_out_compositions():
-        images = generator([composition.caption], num_images_per_prompt=images_per_caption, seed=7)
-        hits += sum(normalise(c["generated_text"]) == normalise(composition.caption) for c in captioner(images))
-        total += len(images)
-    return hits / total
+    trips = [trip for composition in shapes.held_out_compositions()  # each caption with its own seeded noise
+             for trip in round_trip(generator, captioner, [composition.caption], num_images_per_prompt=images_per_caption, seed=7)]
+    return exact_rate(trips)
 
 
 def guide(folder: Path, model: str, minutes: float) -> Path:
@@ -77,7 +72,7 @@ def main() -> None:
         scores = evaluate(pipe, args.images_per_caption)
         results[arm] = {"steps": result.steps, "images_per_second": round(result.images_per_second, 1), **ARMS[arm],
                         "held_out": scores["held_out"]["all"], "paraphrase": scores["paraphrase"]["all"], "train": scores["train"]["all"],
-                        "round_trip_exact": round(round_trip(pipe, captioner), 4), "total_seconds": round(time.perf_counter() - started, 1)}
+                        "round_trip_exact": round(held_out_round_trip(pipe, captioner), 4), "total_seconds": round(time.perf_counter() - started, 1)}
         print(f"\n== {arm}: {result.steps} steps ({result.images_per_second:.0f} img/s); held-out {results[arm]['held_out']:.3f}, "
               f"paraphrase {results[arm]['paraphrase']:.3f}, train {results[arm]['train']:.3f}, round trip {results[arm]['round_trip_exact']:.3f}")
         (root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
-    train.add_argument("--model", default="gan", choices=["gan", "evaluator", "captioner", "aligner"],
-                       help="gan (default); evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
+    train.add_argument("--model", default="gan", choices=["gan", "vae", "evaluator", "captioner", "aligner"],
+                       help="gan (default); vae: a conditional VAE with a learnt text prior; evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
                             "aligner: an image-text matcher for `limner rank` and for training generators against")
     train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
     for flag, _, kind, text in _TRAIN_FLAGS:
@@ -123,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
     serve.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
+
+    roundtrip = commands.add_parser("roundtrip", help="text to image to text: generate, then caption what was drawn")
+    roundtrip.add_argument("generator_dir")
+    roundtrip.add_argument("captioner_dir")
+    roundtrip.add_argument("prompts", nargs="+")
+    roundtrip.add_argument("-n", "--num-images", type=int, default=4, help="images per prompt")
+    roundtrip.add_argument("--seed", type=int, default=0)
+    roundtrip.add_argument("-o", "--output", default="roundtrip.png", help="a grid of the images, each row labelled with its prompt")
 
     rank = commands.add_parser("rank", help="rank captions for an image, or images for a caption, with a trained aligner")
     rank.add_argument("model_dir")
@@ -205,6 +213,8 @@ def _run_train(args: argparse.Namespace) -> int:
         return _train_captioner(args, overrides)
     if args.model == "aligner":
         return _train_aligner(args, overrides)
+    if args.model == "vae":
+        return _train_vae(args, overrides)
     config = build_train_config(args.preset, overrides)
     result = train(config, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
@@ -244,6 +254,23 @@ def _train_captioner(args: argparse.Namespace, overrides: dict[str, Any]) -> int
     return 0
 
 
+def _train_vae(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from limner.training import build_train_config
+    from limner.training.vae_trainer import train_vae
+
+    defaults = {"output_dir": f"outputs/{args.preset}-vae"}
+    config = build_train_config(args.preset, {**defaults, **overrides, "model": "vae"})
+    result = train_vae(config, progress=not args.no_progress)
+    print(f"trained the VAE {result.steps} steps in {result.train_seconds:.0f}s; last losses "
+          + ", ".join(f"{k} {v:.3f}" for k, v in result.last_losses.items()))
+    if result.held_out:
+        print("held-out judge accuracy (sampling the prior): " + ", ".join(f"{k} {v:.3f}" for k, v in result.held_out.items() if k != "images"))
+    if result.reconstruction:
+        print(f"test reconstructions: PSNR {result.reconstruction['psnr']:.2f} dB, SSIM {result.reconstruction['ssim']:.3f}")
+    print(f"model: {result.output_dir}  samples: {result.output_dir / 'samples.png'}")
+    return 0
+
+
 def _train_aligner(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from limner.training import build_train_config
     from limner.training.aligner_trainer import train_aligner
@@ -257,6 +284,25 @@ def _train_aligner(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
                                                          f"caption to image R@1 {test['caption_to_image_r1']:.3f} R@5 {test['caption_to_image_r5']:.3f}")
     print(f"trained the aligner {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; test {recall}")
     print(f"aligner: {result.output_dir}")
+    return 0
+
+
+def _run_roundtrip(args: argparse.Namespace) -> int:
+    from limner.pipelines import TextToImagePipeline, round_trip
+    from limner.pipelines.image_to_text import ImageToTextPipeline
+    from limner.pipelines.round_trip import exact_rate
+    from limner.utils.images import make_grid, save_png
+
+    if not 1 <= args.num_images <= 64:
+        print(f"limner: error: -n must be between 1 and 64, got {args.num_images}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    trips = round_trip(TextToImagePipeline.from_pretrained(args.generator_dir), ImageToTextPipeline.from_pretrained(args.captioner_dir),
+                       args.prompts, num_images_per_prompt=args.num_images, seed=args.seed)
+    for trip in trips:
+        print(f"{'=' if trip['exact'] else '~'} {trip['prompt']}  ->  {trip['caption']}")
+    grid = make_grid([t["image"] for t in trips], args.num_images, row_labels=args.prompts, scale=max(1, 96 // trips[0]["image"].width))
+    save_png(grid, args.output, {"prompts": json.dumps(args.prompts), "captions": json.dumps([t["caption"] for t in trips]), "seed": str(args.seed)})
+    print(f"{exact_rate(trips):.0%} came back exactly; images: {args.output}")
     return 0
 
 
@@ -411,7 +457,7 @@ def _run_keys(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "caption": _run_caption, "evaluate": _run_evaluate,
-             "serve": _run_serve, "rank": _run_rank, "export": _run_export, "keys": _run_keys}
+             "serve": _run_serve, "roundtrip": _run_roundtrip, "rank": _run_rank, "export": _run_export, "keys": _run_keys}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,7 @@ from pathlib import Path
 from limner.errors import ModelLoadError
 from limner.pipelines.alignment import AlignmentPipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
+from limner.pipelines.round_trip import round_trip
 from limner.pipelines.text_to_image import GenerationRequest, TextToImagePipeline
 
 PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline, AlignmentPipeline)}
@@ -30,4 +31,4 @@ def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImageP
     return PIPELINES[name].from_pretrained(folder)
 
 
-__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline"]
+__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline", "round_trip"]

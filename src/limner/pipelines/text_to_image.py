@@ -116,7 +116,7 @@ class TextToImagePipeline:
         (folder / "text_encoder" / "config.json").write_text(json.dumps(self.text_encoder.config(), indent=2) + "\n")
         index = {
             "_class_name": type(self).__name__,
-            "generator": ["limner", "Generator"],
+            "generator": ["limner", type(self.generator).__name__],
             "text_encoder": ["limner", type(self.text_encoder).__name__],
             "truncation": self.truncation,
         }
@@ -137,7 +137,7 @@ class TextToImagePipeline:
         truncation = index.get("truncation", 1.0)
         if not isinstance(truncation, (int, float)):
             raise ModelLoadError(f"{folder / MODEL_INDEX}: truncation must be a number, got {truncation!r}")
-        generator = Generator.from_pretrained(folder / "generator")
+        generator = _generator_class(folder / "generator").from_pretrained(folder / "generator")
         text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
@@ -149,6 +149,17 @@ class TextToImagePipeline:
 
             pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe)
         return pipe
+
+
+def _generator_class(folder: Path) -> type:
+    """Generator or ConditionalVAE, by the class name in the folder's config.json."""
+    from limner.models.vae import ConditionalVAE
+
+    classes = {cls.__name__: cls for cls in (Generator, ConditionalVAE)}
+    name = _read_json(folder / "config.json").get("_class_name", "Generator")
+    if name not in classes:
+        raise ModelLoadError(f"{folder / 'config.json'}: unknown generator class {name!r}; known: {sorted(classes)}")
+    return classes[name]
 
 
 def _read_json(path: Path) -> dict:

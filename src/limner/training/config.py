@@ -14,6 +14,7 @@ from limner.errors import ConfigError
 from limner.models import DiscriminatorConfig, GeneratorConfig
 from limner.models.aligner import AlignerConfig
 from limner.models.captioner import CaptionerConfig
+from limner.models.vae import VAEConfig
 from limner.models.evaluator import EvaluatorConfig
 from limner.models.gan import RESOLUTIONS
 
@@ -32,7 +33,7 @@ class TrainConfig:
     # (0: all; "auto": those whose singular value is at least 5% of the largest)
     text_components: int | str = 0
     # models
-    model: str = "gan"                    # "gan", "evaluator" (the independent scorer for `limner evaluate`), "captioner" or "aligner"
+    model: str = "gan"                    # "gan", "vae", "evaluator" (the independent scorer for `limner evaluate`), "captioner" or "aligner"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
@@ -41,6 +42,11 @@ class TrainConfig:
     captioner_learning_rate: float = 1e-3
     aligner: AlignerConfig = field(default_factory=AlignerConfig)
     aligner_learning_rate: float = 1e-3
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vae_learning_rate: float = 5e-4
+    kl_warmup_steps: int = 500            # the KL weight rises linearly from 0 to 1 over these steps
+    free_bits: float = 0.05               # nats per latent dimension the KL may use freely
+    reconstruction_sigma: float = 0.1     # the decoder's fixed pixel noise, in [-1, 1] units
     # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
     train_batch_size: int = 64
     max_train_steps: int = 2000
@@ -109,6 +115,8 @@ class TrainConfig:
                 raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")
             if getattr(self, weight) > 0 and not getattr(self, folder):
                 raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
+        if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
+            raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
@@ -121,15 +129,22 @@ class TrainConfig:
     def model_configs(self, text_dim: int, sentences: torch.Tensor | None = None) -> tuple[GeneratorConfig, DiscriminatorConfig]:
         """Generator and discriminator configs with resolution and text size filled in;
         `sentences` (the training captions' embeddings) resolve text_components "auto"."""
-        components = self.text_components
-        if components == AUTO:
-            if sentences is None:
-                raise ConfigError('text_components "auto" needs the training captions\' embeddings')
-            components = significant_directions(sentences)
-        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": components}
+        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": self.resolved_text_components(sentences)}
         generator = merge_config(self.generator, shared)
         discriminator = merge_config(self.discriminator, shared)
         return generator, discriminator
+
+    def resolved_text_components(self, sentences: torch.Tensor | None) -> int:
+        """text_components as a count: "auto" resolved from the training captions' embeddings."""
+        if self.text_components != AUTO:
+            return self.text_components
+        if sentences is None:
+            raise ConfigError('text_components "auto" needs the training captions\' embeddings')
+        return significant_directions(sentences)
+
+    def vae_config(self, text_dim: int, sentences: torch.Tensor | None = None) -> VAEConfig:
+        return merge_config(self.vae, {"resolution": self.resolution, "text_dim": text_dim,
+                                       "text_components": self.resolved_text_components(sentences)})
 
     def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
         return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
@@ -150,7 +165,7 @@ def significant_directions(sentences: torch.Tensor) -> int:
     """How many principal directions of the caption embeddings (N, D) carry real variation."""
     singular = torch.linalg.svdvals((sentences - sentences.mean(0)).double())
     return max(1, int((singular >= SIGNIFICANT * singular[0]).sum()))
-MODELS = ("gan", "evaluator", "captioner", "aligner")
+MODELS = ("gan", "evaluator", "captioner", "aligner", "vae")
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -4,16 +4,41 @@ text_embedding(sentence) (unit vectors in one space) and temperature()."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from limner.data import ImageFolder
 from limner.errors import DataError
 from limner.text import CachedTextEncoder, TextEncoder
+from limner.training.config import TrainConfig
 from limner.training.data import CaptionedImages
 from limner.training.losses import contrastive_loss
 from limner.utils.images import from_uint8
+
+
+def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: float, name: str, progress: bool = True) -> tuple[int, float, float]:
+    """Train `model` with contrastive_step (AdamW) until the step or time budget is spent;
+    returns (steps, seconds, last loss). The model is left in eval mode."""
+    rng = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
+    started, step, loss_value = time.perf_counter(), 0, float("nan")
+    bar = tqdm(total=config.max_train_steps, desc=f"training {name}", disable=not progress, dynamic_ncols=True)
+    model.train()
+    try:
+        while step < config.max_train_steps and time.perf_counter() - started < budget:
+            loss_value = contrastive_step(model, optimizer, data, config.train_batch_size, rng)
+            step += 1
+            bar.update(1)
+            if step % config.logging_steps == 0:
+                bar.set_postfix(loss=f"{loss_value:.3f}", temperature=f"{model.temperature().item():.3f}")
+    finally:
+        bar.close()
+    model.eval()
+    return step, time.perf_counter() - started, loss_value
 
 
 def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedImages, batch_size: int, rng: torch.Generator) -> float:
@@ -28,7 +53,7 @@ def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedIma
 
 
 @torch.no_grad()
-def test_retrieval(model, text_encoder: TextEncoder, data_dir: Path, resolution: int, *, max_images: int = 2000) -> dict | None:
+def retrieval_scores(model, text_encoder: TextEncoder, data_dir: Path, resolution: int, *, max_images: int = 2000) -> dict | None:
     """Recall@1 and @5 on the test split's real images (None without one): image to caption among
     the split's distinct captions, and caption to image among its images (any image of the caption counts)."""
     try:

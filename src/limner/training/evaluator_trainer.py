@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from limner.errors import ModelLoadError
 from limner.models.evaluator import Evaluator
 from limner.text import TextEncoder, load_text_encoder
 from limner.training.config import TrainConfig
-from limner.training.dual_encoder import contrastive_step, test_retrieval
+from limner.training.dual_encoder import fit, retrieval_scores
 from limner.training.trainer import load_training_data, resolve_data_dir
 
 log = logging.getLogger("limner.evaluator")
@@ -38,27 +36,12 @@ class EvaluatorResult:
 
 def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorResult:
     torch.manual_seed(config.seed)
-    rng = torch.Generator().manual_seed(config.seed)
     data_dir = resolve_data_dir(config)
     text_encoder, data, _ = load_training_data(config, data_dir, progress=progress, streaming=False)
     evaluator = Evaluator(config.evaluator_config(text_encoder.dim))
     evaluator.text_norm.fit(data.sentence_table)
-    optimizer = torch.optim.AdamW(evaluator.parameters(), lr=config.evaluator_learning_rate, weight_decay=0.01)
-    budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
-    started, step, loss_value = time.perf_counter(), 0, float("nan")
-    bar = tqdm(total=config.max_train_steps, desc="training evaluator", disable=not progress, dynamic_ncols=True)
-    try:
-        while step < config.max_train_steps and time.perf_counter() - started < budget:
-            loss_value = contrastive_step(evaluator, optimizer, data, config.train_batch_size, rng)
-            step += 1
-            bar.update(1)
-            if step % config.logging_steps == 0:
-                bar.set_postfix(loss=f"{loss_value:.3f}", temperature=f"{evaluator.temperature().item():.3f}")
-    finally:
-        bar.close()
-    train_seconds = time.perf_counter() - started
-    evaluator.eval()
-    retrieval = test_retrieval(evaluator, text_encoder, data_dir, config.resolution)
+    step, train_seconds, loss_value = fit(evaluator, data, config, learning_rate=config.evaluator_learning_rate, name="evaluator", progress=progress)
+    retrieval = retrieval_scores(evaluator, text_encoder, data_dir, config.resolution)
     recall = None if retrieval is None else retrieval["image_to_caption_r1"]
     out = Path(config.output_dir)
     save_evaluator(out, evaluator, text_encoder, {

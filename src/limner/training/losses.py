@@ -70,3 +70,22 @@ def alignment_loss(scores: torch.Tensor) -> torch.Tensor:
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0, pad: int = 0) -> torch.Tensor:
     """Cross-entropy of next-token logits (B, T, V) against targets (B, T), padding (id `pad`) ignored."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad, label_smoothing=label_smoothing)
+
+
+def gaussian_kl(mean_q: torch.Tensor, log_var_q: torch.Tensor, mean_p: torch.Tensor, log_var_p: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) of diagonal Gaussians, per latent dimension (B, Z); never negative."""
+    return 0.5 * (log_var_p - log_var_q + (log_var_q.exp() + (mean_q - mean_p).pow(2)) / log_var_p.exp() - 1.0)
+
+
+def elbo_loss(reconstruction: torch.Tensor, images: torch.Tensor, kl: torch.Tensor, *, beta: float = 1.0,
+              free_bits: float = 0.0, sigma: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negative ELBO per image: (total, reconstruction term, KL term).
+
+    The reconstruction term is the Gaussian negative log-likelihood (up to a constant) with a
+    fixed `sigma` (in the [-1, 1] pixel scale), summed over pixels. Free bits: each latent
+    dimension's batch-mean KL counts as at least `free_bits` nats, so the posterior is not
+    pushed onto the prior where a dimension carries little. `beta` weighs the KL (warm-up).
+    """
+    reconstruction_term = (reconstruction - images).pow(2).flatten(1).sum(1).mean() / (2 * sigma**2)
+    kl_term = kl.mean(0).clamp(min=free_bits).sum()
+    return reconstruction_term + beta * kl_term, reconstruction_term, kl_term

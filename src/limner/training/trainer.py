@@ -292,19 +292,23 @@ class Trainer:
             log.info("step %d: best %s so far (%.4f), saved to %s", self.step, self.config.best_metric, figures[self.config.best_metric], self.output_dir / "best")
 
     def _final_scores(self) -> dict | None:
-        """For the shapes dataset: the judge's accuracy on held-out compositions, in scores.json."""
-        info_path = self.data_dir / "dataset_info.json"
-        if not info_path.is_file() or json.loads(info_path.read_text()).get("name") != "shapes":
-            return None
-        targets = [(c.caption, c) for c in shapes.held_out_compositions()]
-        scores = shapes_accuracy(self.pipeline(), targets, images_per_caption=10, seed=self.config.seed)
-        report = {"split": "held-out compositions", "images_per_caption": 10, "steps": self.step, **scores}
-        (self.output_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
-        return scores
+        return held_out_scores(self.pipeline(), self.data_dir, self.output_dir, steps=self.step, seed=self.config.seed)
 
     def _checkpoint(self) -> None:
         save_checkpoint(self.checkpoint_root, self.step, self.models, self.optimizers, self.sampler_rng)
         prune_checkpoints(self.checkpoint_root, self.config.checkpoints_total_limit)
+
+
+def held_out_scores(pipe: TextToImagePipeline, data_dir: Path, output_dir: Path, *, steps: int, seed: int) -> dict | None:
+    """For the shapes dataset: the judge's accuracy on held-out compositions, also written to scores.json."""
+    info_path = data_dir / "dataset_info.json"
+    if not info_path.is_file() or json.loads(info_path.read_text()).get("name") != "shapes":
+        return None
+    targets = [(c.caption, c) for c in shapes.held_out_compositions()]
+    scores = shapes_accuracy(pipe, targets, images_per_caption=10, seed=seed)
+    report = {"split": "held-out compositions", "images_per_caption": 10, "steps": steps, **scores}
+    (output_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+    return scores
 
 
 def _tensorboard_writer(folder: Path):
