@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from limner.data import ImageFolder
-from limner.errors import ConfigError, DataError
+from limner.errors import ConfigError
 from limner.models.captioner import PAD, Captioner
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
 from limner.training.config import TrainConfig
+from limner.training.data import load_test_split
 from limner.training.losses import caption_loss
 from limner.training.trainer import load_training_data, resolve_data_dir
 from limner.utils.images import from_uint8, to_pil
@@ -101,12 +101,10 @@ def _schedule(step: int, max_steps: int, started: float, budget: float) -> float
 @torch.no_grad()
 def test_exact_match(pipe: ImageToTextPipeline, data_dir: Path, resolution: int, *, max_images: int = 2000) -> float | None:
     """Share of the test split's real images whose greedy caption equals one of their captions."""
-    try:
-        folder = ImageFolder(data_dir, "test")
-    except DataError:
+    split = load_test_split(data_dir, resolution, max_images=max_images)
+    if split is None:
         return None
-    records = folder.records[:max_images]
-    images = to_pil(from_uint8(folder.load_images(resolution, progress=False)[: len(records)]))
+    records, images = split[0], to_pil(split[1])
     predicted = [p["generated_text"] for p in pipe(images)]
     normalise = lambda text: " ".join(text.lower().split())  # noqa: E731
     hits = [normalise(p) in {normalise(c) for c in r.captions} for p, r in zip(predicted, records)]

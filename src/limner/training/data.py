@@ -15,6 +15,17 @@ from limner.text import CachedTextEncoder
 from limner.utils.images import from_uint8
 
 
+def load_test_split(data_dir, resolution: int, *, max_images: int = 2000) -> tuple[list, torch.Tensor] | None:
+    """The first `max_images` records of the imagefolder's test split and their images in [-1, 1]
+    (N, 3, R, R); None when there is no test split. What the trainers score themselves on."""
+    try:
+        folder = ImageFolder(data_dir, "test")
+    except DataError:
+        return None
+    records = folder.records[:max_images]
+    return records, from_uint8(folder.load_images(resolution, progress=False)[: len(records)])
+
+
 @dataclass
 class CaptionedImages:
     images: torch.Tensor          # uint8 (N, 3, H, W)

@@ -10,13 +10,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from limner.data import ImageFolder
-from limner.errors import DataError
 from limner.text import CachedTextEncoder, TextEncoder
 from limner.training.config import TrainConfig
-from limner.training.data import CaptionedImages
+from limner.training.data import CaptionedImages, load_test_split
 from limner.training.losses import contrastive_loss
-from limner.utils.images import from_uint8
 
 
 def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: float, name: str, progress: bool = True) -> tuple[int, float, float]:
@@ -56,12 +53,10 @@ def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedIma
 def retrieval_scores(model, text_encoder: TextEncoder, data_dir: Path, resolution: int, *, max_images: int = 2000) -> dict | None:
     """Recall@1 and @5 on the test split's real images (None without one): image to caption among
     the split's distinct captions, and caption to image among its images (any image of the caption counts)."""
-    try:
-        folder = ImageFolder(data_dir, "test")
-    except DataError:
+    split = load_test_split(data_dir, resolution, max_images=max_images)
+    if split is None:
         return None
-    records = folder.records[:max_images]
-    images = from_uint8(folder.load_images(resolution, progress=False)[: len(records)])
+    records, images = split
     captions = sorted({c for r in records for c in r.captions})
     index = {c: i for i, c in enumerate(captions)}
     image_vectors = torch.cat([model.image_embedding(chunk) for chunk in images.split(256)])

@@ -16,16 +16,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from limner.data import ImageFolder
-from limner.errors import DataError
 from limner.metrics.images import PairedImageMetrics
 from limner.models.vae import ConditionalVAE
 from limner.pipelines import TextToImagePipeline
 from limner.text import CachedTextEncoder, TextEncoder
 from limner.training.config import TrainConfig
+from limner.training.data import load_test_split
 from limner.training.losses import elbo_loss, gaussian_kl
 from limner.training.trainer import held_out_scores, load_training_data, resolve_data_dir
-from limner.utils.images import from_uint8, make_grid, save_png
+from limner.utils.images import make_grid, save_png
 
 log = logging.getLogger("limner.vae")
 SCORES_NAME = "vae_scores.json"
@@ -87,7 +86,7 @@ def train_vae(config: TrainConfig, *, progress: bool = True) -> VAEResult:
     grid = make_grid(pipe(prompts, num_images_per_prompt=6, seed=config.seed), 6, row_labels=prompts, scale=max(1, 96 // config.resolution))
     save_png(grid, out / "samples.png", {"prompts": json.dumps(prompts), "seed": config.seed, "step": step})
     held_out = held_out_scores(pipe, data_dir, out, steps=step, seed=config.seed)
-    reconstruction = test_reconstruction(vae, text_encoder, data_dir, config.resolution)
+    reconstruction = reconstruction_scores(vae, text_encoder, data_dir, config.resolution)
     report = {"steps": step, "train_seconds": round(train_seconds, 1), "last_losses": losses, "test_reconstruction": reconstruction,
               "held_out_judge": held_out, "train_data_dir": str(data_dir)}
     (out / SCORES_NAME).write_text(json.dumps(report, indent=2) + "\n")
@@ -95,14 +94,12 @@ def train_vae(config: TrainConfig, *, progress: bool = True) -> VAEResult:
 
 
 @torch.no_grad()
-def test_reconstruction(vae: ConditionalVAE, text_encoder: TextEncoder, data_dir: Path, resolution: int, *, max_images: int = 2000) -> dict | None:
+def reconstruction_scores(vae: ConditionalVAE, text_encoder: TextEncoder, data_dir: Path, resolution: int, *, max_images: int = 2000) -> dict | None:
     """PSNR and SSIM of the test split's images against their reconstructions (posterior means), None without a test split."""
-    try:
-        folder = ImageFolder(data_dir, "test")
-    except DataError:
+    split = load_test_split(data_dir, resolution, max_images=max_images)
+    if split is None:
         return None
-    records = folder.records[:max_images]
-    images = from_uint8(folder.load_images(resolution, progress=False)[: len(records)])
+    records, images = split
     sentence = CachedTextEncoder(text_encoder).sentence_table([r.captions[0] for r in records], progress=False)
     metrics = PairedImageMetrics()
     for chunk, text in zip(images.split(256), sentence.split(256)):
