@@ -26,7 +26,6 @@ import io
 import json
 import os
 import random
-import socket
 import struct
 import subprocess
 import sys

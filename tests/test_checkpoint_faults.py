@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from limner.errors import CheckpointError
 from limner.pipelines import TextToImagePipeline

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from limner.errors import ConfigError
-from limner.models.gan import DownBlock, TextStandardizer, _check_resolution, down_channel_plan
+from limner.models.gan import TextStandardizer, _check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp: a temperature no lower than 0.01
@@ -50,8 +50,7 @@ class Aligner(PretrainedModel):
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.text_norm = TextStandardizer(config.text_dim)
-        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.from_rgb, self.blocks = down_path(channels)
         self.image_head = nn.Linear(channels[-1] * 16, config.embed_dim)
         self.text_head = nn.Sequential(nn.Linear(config.text_dim, config.text_hidden), nn.GELU(), nn.Linear(config.text_hidden, config.embed_dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.initial_temperature)))

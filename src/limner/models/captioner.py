@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limner.errors import ConfigError
-from limner.models.gan import DownBlock, _check_resolution, down_channel_plan
+from limner.models.gan import _check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 PAD, BOS, EOS = 0, 1, 2
@@ -55,8 +55,7 @@ class Captioner(PretrainedModel):
         super().__init__(config)
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
-        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.from_rgb, self.blocks = down_path(channels)
         self.to_memory = nn.Linear(channels[-1], config.width)
         self.memory_position = nn.Parameter(torch.zeros(16, config.width))  # the 4x4 grid, row by row
         self.token_embedding = nn.Embedding(config.vocab_size, config.width, padding_idx=PAD)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from limner.models.gan import RESOLUTIONS, DownBlock, TextStandardizer, _check_resolution, down_channel_plan
+from limner.models.gan import RESOLUTIONS, TextStandardizer, _check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 
@@ -41,8 +41,7 @@ class Evaluator(PretrainedModel):
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.num_features = channels[-1]  # what torchmetrics' FID and KID read
         self.text_norm = TextStandardizer(config.text_dim)
-        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.from_rgb, self.blocks = down_path(channels)
         self.image_projection = nn.Linear(channels[-1], config.embedding_dim)
         self.text_projection = nn.Sequential(
             nn.Linear(config.text_dim, 2 * config.embedding_dim), nn.GELU(), nn.Linear(2 * config.embedding_dim, config.embedding_dim)

@@ -215,6 +215,12 @@ def down_channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> l
     return [base * m for m in multipliers[: blocks + 1]]
 
 
+def down_path(channels: list[int]) -> tuple[nn.Conv2d, nn.Sequential]:
+    """The image side every discriminating model shares: a 3x3 conv from RGB to channels[0], then
+    DownBlocks through the plan (see down_channel_plan), ending on a 4x4 grid."""
+    return nn.Conv2d(3, channels[0], 3, padding=1), nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+
+
 class DownBlock(nn.Module):
     """Strided conv down x2 with a learned-gain residual over an avg-pooled shortcut."""
 
@@ -241,8 +247,7 @@ class Discriminator(PretrainedModel):
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.text_norm = TextStandardizer(config.text_dim, config.text_components)
-        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.from_rgb, self.blocks = down_path(channels)
         self.head = nn.Sequential(
             nn.Conv2d(channels[-1] + config.text_dim, channels[-1] // 4 * 2, 3, padding=1),
             nn.LeakyReLU(0.2),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from limner.errors import ConfigError
-from limner.models.gan import DownBlock, Generator, GeneratorConfig, _check_resolution, down_channel_plan
+from limner.models.gan import Generator, GeneratorConfig, _check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 
@@ -63,8 +63,7 @@ class ConditionalVAE(PretrainedModel):
         self.decoder = Generator(config.decoder_config())
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.encoder_channels, config.encoder_multipliers, blocks)
-        self.from_rgb = nn.Conv2d(3, channels[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out) for c_in, c_out in zip(channels, channels[1:])))
+        self.from_rgb, self.blocks = down_path(channels)
         self.posterior = nn.Sequential(nn.Linear(channels[-1] * 16 + config.text_dim, config.hidden), nn.LeakyReLU(0.2),
                                        nn.Linear(config.hidden, 2 * config.latent_dim))
         self.prior = nn.Sequential(nn.Linear(config.text_dim, config.hidden), nn.LeakyReLU(0.2), nn.Linear(config.hidden, 2 * config.latent_dim))

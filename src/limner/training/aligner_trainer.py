@@ -9,7 +9,6 @@ image's own caption is the aligner's first choice among all the split's captions
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from limner.training.config import TrainConfig
 from limner.training.dual_encoder import fit, retrieval_scores
 from limner.training.trainer import load_training_data, resolve_data_dir
 
-log = logging.getLogger("limner.aligner")
 SCORES_NAME = "aligner_scores.json"
 
 

@@ -81,10 +81,6 @@ class DistributedContext:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
             dist.barrier()

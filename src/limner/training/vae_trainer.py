@@ -8,7 +8,6 @@ from the prior) and `vae_scores.json` (PSNR and SSIM of the test split's reconst
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from limner.training.losses import elbo_loss, gaussian_kl
 from limner.training.trainer import held_out_scores, load_training_data, resolve_data_dir
 from limner.utils.images import make_grid, save_png
 
-log = logging.getLogger("limner.vae")
 SCORES_NAME = "vae_scores.json"
 
 
