@@ -2,6 +2,7 @@
 
 Prints the judge's accuracy (all four attributes right, and per attribute) on
   (a) training compositions, (b) held-out compositions, (c) paraphrased captions,
+  and (d) the development rewordings on which text settings are chosen (other new words),
 for the pretrained language model and for a from-scratch bag-of-words encoder.
 
     python benchmarks/shapes_gan.py                 # 10 minutes per encoder
@@ -19,6 +20,7 @@ from limner.data import shapes
 from limner.metrics import shapes_accuracy
 from limner.pipelines import TextToImagePipeline
 from limner.training import build_train_config, train
+from limner.training.config import BAG_OF_WORDS
 
 SIZE_WORDS = {"small": ["little", "tiny"], "large": ["big", "huge"]}
 POSITION_WORDS = {
@@ -47,12 +49,36 @@ def paraphrases() -> list[tuple[str, shapes.Composition]]:
     return targets
 
 
+DEV_SIZE_WORDS = {"small": ["petite", "mini"], "large": ["giant", "massive"]}
+DEV_POSITION_WORDS = {
+    "top left": "top-left corner", "top right": "top-right corner", "bottom left": "bottom-left corner",
+    "bottom right": "bottom-right corner", "center": "centre",
+}
+DEV_TEMPLATES = (
+    "there's a {size} {shape} coloured {color} at the {position}",
+    "{size}, {color}, {shape}; {position}",
+    "one {color} {shape} of {size} size near the {position}",
+)
+
+
+def development_paraphrases() -> list[tuple[str, shapes.Composition]]:
+    """Rewordings with none of the benchmark's new words, for choosing settings."""
+    targets = []
+    for i, composition in enumerate(shapes.all_compositions()):
+        prompt = DEV_TEMPLATES[i % len(DEV_TEMPLATES)].format(
+            size=DEV_SIZE_WORDS[composition.size][i % 2], color=composition.color,
+            shape=composition.shape, position=DEV_POSITION_WORDS[composition.position])
+        targets.append((prompt, composition))
+    return targets
+
+
 def evaluate(pipe: TextToImagePipeline, images_per_caption: int) -> dict[str, dict]:
     canonical = lambda compositions: [(c.caption, c) for c in compositions]  # noqa: E731
     return {
         "train": shapes_accuracy(pipe, canonical(shapes.train_compositions()), images_per_caption=images_per_caption, seed=1),
         "held_out": shapes_accuracy(pipe, canonical(shapes.held_out_compositions()), images_per_caption=images_per_caption, seed=2),
         "paraphrase": shapes_accuracy(pipe, paraphrases(), images_per_caption=images_per_caption, seed=3),
+        "development": shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4),
     }
 
 
@@ -63,28 +89,34 @@ def main() -> None:
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--output-dir", default="outputs/benchmarks/shapes_gan")
     parser.add_argument("--max-train-steps", type=int, default=100_000)
+    parser.add_argument("--evaluate-only", action="store_true", help="judge the models already in --output-dir")
     parser.add_argument("--override", default="{}", help='JSON of TrainConfig values over the preset, e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
 
     results = {}
     for encoder in args.encoders:
         out = Path(args.output_dir) / encoder
+        # the bag-of-words encoder has no word embeddings to pool: it reads its own word counts
+        text = {"text_encoder": encoder, **({"text_pooling": None} if encoder == BAG_OF_WORDS else {})}
         config = build_train_config("shapes", {
-            "text_encoder": encoder, "output_dir": str(out),
+            **text, "output_dir": str(out),
             "max_train_minutes": args.minutes, "max_train_steps": args.max_train_steps,
             **json.loads(args.override),
         })
         started = time.perf_counter()
-        result = train(config)
-        pipe = TextToImagePipeline.from_pretrained(out)
-        scores = evaluate(pipe, args.images_per_caption)
+        if args.evaluate_only:
+            result = json.loads((out / "benchmark.json").read_text())
+        else:
+            trained = train(config)
+            result = {"steps": trained.steps, "train_seconds": round(trained.train_seconds, 1),
+                      "images_per_second": round(trained.images_per_second, 1)}
+        scores = evaluate(TextToImagePipeline.from_pretrained(out), args.images_per_caption)
         results[encoder] = {
-            "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
-            "images_per_second": round(result.images_per_second, 1),
+            "steps": result["steps"], "train_seconds": result["train_seconds"], "images_per_second": result["images_per_second"],
             "total_seconds": round(time.perf_counter() - started, 1), **scores,
         }
         (out / "benchmark.json").write_text(json.dumps(results[encoder], indent=2) + "\n")
-        print(f"\n== {encoder}: {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)")
+        print(f"\n== {encoder}: {result['steps']} steps in {result['train_seconds']:.0f}s ({result['images_per_second']:.0f} img/s)")
         for split, score in scores.items():
             detail = "  ".join(f"{k} {score[k]:.3f}" for k in ("color", "shape", "size", "position"))
             print(f"  {split:<10} all-four {score['all']:.3f}   ({detail}; {score['images']} images)")

@@ -10,6 +10,12 @@ It also prints, on the training captions' 12 main directions (what a generator
 with text_components 12 sees), how far a paraphrase lands from its own canonical
 caption, as a fraction of the mean distance between neighbouring training captions.
 
+Then the same for anchored word pooling (limner.text.AnchoredWordEncoder) over a
+grid of its temperature and margin, on a development set of rewordings with none
+of the benchmark's new words ("giant", "petite", "top-left corner", "centre") and
+on the benchmark's paraphrases: the defaults (0.02, 0.15) are the development
+set's best.
+
     python benchmarks/text_probe.py
 """
 
@@ -21,14 +27,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shapes_gan import paraphrases  # noqa: E402
+from shapes_gan import development_paraphrases, paraphrases  # noqa: E402
 
 from limner.data import shapes  # noqa: E402
-from limner.text import HuggingFaceTextEncoder  # noqa: E402
+from limner.text import AnchoredWordEncoder, HuggingFaceTextEncoder  # noqa: E402
 
 RIDGE = 100.0
-
-
+TEMPERATURES = (0.1, 0.05, 0.02)
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)
 def probe_accuracy(train_x: torch.Tensor, test_x: torch.Tensor, train: list, test: list) -> dict[str, float]:
     mean = train_x.mean(0)
     spread = (train_x - mean).pow(2).mean().sqrt()
@@ -58,20 +64,31 @@ def paraphrase_shift(train_x: torch.Tensor, para_x: torch.Tensor, canonical_x: t
     return float((project(para_x) - project(canonical_x)).norm(dim=1).mean() / spacing)
 
 
+def scores_row(embed, train: list, held_out: list, para: list) -> str:
+    train_x = embed([c.caption for c in train])
+    held = probe_accuracy(train_x, embed([c.caption for c in held_out]), train, held_out)
+    para_scores = probe_accuracy(train_x, embed([p for p, _ in para]), train, [c for _, c in para])
+    detail = " / ".join(f"{para_scores[a]:.3f}" for a in shapes.ATTRIBUTES)
+    shift = paraphrase_shift(train_x, embed([p for p, _ in para]), embed([c.caption for _, c in para]))
+    return f"{held['all']:>8.3f}  {para_scores['all']:>10.3f}   {detail}   {shift:>13.2f}"
+
+
 def main() -> None:
     train, held_out = shapes.train_compositions(), shapes.held_out_compositions()
-    para = paraphrases()
+    para, development = paraphrases(), development_paraphrases()
     print(f"ridge {RIDGE}; all-four accuracy of a linear probe trained on the {len(train)} training captions")
     print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing")
     for layer in range(7):
         encoder = HuggingFaceTextEncoder(hidden_layer=layer)
-        embed = lambda captions: encoder.encode(captions).sentence  # noqa: E731
-        train_x = embed([c.caption for c in train])
-        held = probe_accuracy(train_x, embed([c.caption for c in held_out]), train, held_out)
-        para_scores = probe_accuracy(train_x, embed([p for p, _ in para]), train, [c for _, c in para])
-        detail = " / ".join(f"{para_scores[a]:.3f}" for a in shapes.ATTRIBUTES)
-        shift = paraphrase_shift(train_x, embed([p for p, _ in para]), embed([c.caption for _, c in para]))
-        print(f"{layer:>5}  {held['all']:>8.3f}  {para_scores['all']:>10.3f}   {detail}   {shift:>13.2f}")
+        print(f"{layer:>5}  " + scores_row(lambda captions: encoder.encode(captions).sentence, train, held_out, para))
+    for name, rewordings in (("development rewordings", development), ("benchmark paraphrases", para)):
+        print(f"\nanchored word pooling, {name} ({len(rewordings)}, e.g. {rewordings[1][0]!r})")
+        print(f"{'temp':>5} {'margin':>6}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing")
+        for temperature in TEMPERATURES:
+            for margin in MARGINS:
+                encoder = AnchoredWordEncoder.from_captions([c.caption for c in train], temperature=temperature, margin=margin)
+                row = scores_row(lambda captions: encoder.encode(captions).sentence, train, held_out, rewordings)
+                print(f"{temperature:>5} {margin:>6}  {row}")
 
 
 if __name__ == "__main__":

@@ -109,3 +109,21 @@ def test_condition_noise_stays_in_the_kept_directions_at_the_asked_scale():
     assert noise[:, 3:].abs().max() < 1e-5  # nothing outside the training captions' directions
     per_direction = (sentences - sentences.mean(0)).pow(2).sum(1).mean().div(3).sqrt()
     assert noise.pow(2).sum(1).mean().div(3).sqrt().item() == pytest.approx(0.5 * per_direction.item(), rel=0.03)
+
+
+def test_whitening_gives_every_kept_direction_the_same_spread(tmp_path):
+    torch.manual_seed(0)
+    sentences = torch.zeros(60, 12)
+    sentences[:, :3] = torch.randn(60, 3) * torch.tensor([4.0, 1.0, 0.2])  # colour-like, shape-like, faint
+    generator = Generator(tiny_generator_config(text_components=3, text_whiten=True))
+    generator.text_norm.fit(sentences)
+    basis = generator.text_norm.basis.T  # (12, 3)
+    spreads = (generator.text_norm(sentences) @ basis).pow(2).mean(0).sqrt()
+    assert torch.allclose(spreads, spreads.mean().expand(3), rtol=1e-4)  # unwhitened: 4 : 1 : 0.2
+    noise = generator.text_norm.noise_like(torch.zeros(20000, 12), 0.5, torch.Generator().manual_seed(1))
+    noise_spreads = ((generator.text_norm(noise) - generator.text_norm(torch.zeros(1, 12))) @ basis).std(0)
+    assert torch.allclose(noise_spreads, 0.5 * spreads, rtol=0.05)  # half of each direction's own spread
+    generator.save_pretrained(tmp_path / "g")
+    assert torch.equal(Generator.from_pretrained(tmp_path / "g").text_norm(sentences), generator.text_norm(sentences))
+    with pytest.raises(ConfigError, match="text_whiten needs text_components"):
+        Generator(tiny_generator_config(text_whiten=True))

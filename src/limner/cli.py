@@ -27,7 +27,7 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji"),
     ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
     ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
-    ("--text-pooling", "text_pooling", str, "mean, last, eos or cls (default: the family's own)"),
+    ("--text-pooling", "text_pooling", str, "mean, last, eos, cls (default: the family's own) or anchored (word embeddings mapped onto the training words)"),
     ("--text-hidden-layer", "text_hidden_layer", int, "which hidden state to pool: 0 embeddings, -1 last (default)"),
     ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
     ("--train-batch-size", "train_batch_size", int, "images per step"),

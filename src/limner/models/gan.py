@@ -51,6 +51,9 @@ class GeneratorConfig:
     # keep only this many principal directions of the training captions' embeddings
     # (0: all); see TextStandardizer. Small values help new wordings of known ideas.
     text_components: int = 0
+    # scale each kept direction to unit spread (needs text_components), so that an attribute
+    # the text encoder moves little (shape, beside colour) reaches the network as strongly
+    text_whiten: bool = False
 
     def __post_init__(self) -> None:
         _check_resolution(self.resolution)
@@ -70,6 +73,7 @@ class DiscriminatorConfig:
     # signal about what a caption asks for than one real/fake logit per pair
     contrastive_dim: int = 0
     text_components: int = 0  # as in GeneratorConfig
+    text_whiten: bool = False  # as in GeneratorConfig
 
 
 class TextStandardizer(nn.Module):
@@ -86,18 +90,22 @@ class TextStandardizer(nn.Module):
     along directions the training captions never vary in; a network has learnt
     nothing there and may answer anything, so those directions are dropped (a
     linear probe does the same implicitly: its weights lie in the span of its
-    training inputs). Identity until `fit` is called; the statistics are buffers,
-    so they travel with the weights.
+    training inputs). With `whiten` each kept direction is also scaled to the same
+    spread. Identity until `fit` is called; the statistics are buffers, so they
+    travel with the weights.
     """
 
-    def __init__(self, text_dim: int, components: int = 0) -> None:
+    def __init__(self, text_dim: int, components: int = 0, *, whiten: bool = False) -> None:
         super().__init__()
         if components < 0 or components > text_dim:
             raise ConfigError(f"text_components must be between 0 (off) and the text size {text_dim}, got {components}")
+        if whiten and not components:
+            raise ConfigError("text_whiten needs text_components (the directions to whiten): a count or \"auto\"")
         self.register_buffer("mean", torch.zeros(text_dim))
         self.register_buffer("inv_std", torch.ones(()))
-        # (k, D) orthonormal rows; absent when off, so models saved without it still load
+        # (k, D) orthonormal rows and (k,) spread along each; absent when off, so models saved without them still load
         self.register_buffer("basis", torch.zeros(components, text_dim) if components else None)
+        self.register_buffer("direction_std", torch.ones(components) if whiten else None)
 
     @torch.no_grad()
     def fit(self, sentences: torch.Tensor) -> None:
@@ -110,26 +118,35 @@ class TextStandardizer(nn.Module):
                 raise ConfigError(f"text_components={components} needs at least {components} distinct training captions, got {len(offsets)}")
             _, _, directions = torch.linalg.svd(offsets.double(), full_matrices=False)
             self.basis.copy_(directions[:components].to(self.basis.dtype))
-            offsets = offsets @ self.basis.T @ self.basis
+            coordinates = offsets @ self.basis.T  # (N, k)
+            if self.direction_std is not None:
+                self.direction_std.copy_(coordinates.pow(2).mean(0).sqrt().clamp(min=1e-6))
+                coordinates = coordinates / self.direction_std
+            offsets = coordinates @ self.basis
         spread = offsets.pow(2).mean().sqrt()
         self.inv_std.copy_(1.0 / spread.clamp(min=1e-6))
 
     def noise_like(self, sentence: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """Gaussian noise in the encoder's space (B, D), to add to `sentence`: within the kept
         principal directions when there are some, else in all; `scale` 1 means a standard
-        deviation per direction equal to the training captions' average spread per direction."""
+        deviation per direction equal to the training captions' average spread per direction
+        (whitened: to that direction's own spread)."""
         spread = 1.0 / self.inv_std  # RMS per coordinate of the training offsets (after projection)
         device = self.inv_std.device  # drawn from the (CPU) generator, then moved where the weights are
         if self.basis is None:
             return torch.randn(sentence.shape, generator=generator).to(device) * spread * scale
         components, dim = self.basis.shape
-        per_direction = spread * math.sqrt(dim / components)
-        return torch.randn(sentence.shape[0], components, generator=generator).to(device) @ self.basis * per_direction * scale
+        per_direction = self.direction_std if self.direction_std is not None else spread * math.sqrt(dim / components)
+        coordinates = torch.randn(sentence.shape[0], components, generator=generator).to(device) * per_direction * scale
+        return coordinates @ self.basis
 
     def forward(self, sentence: torch.Tensor) -> torch.Tensor:
         offset = sentence - self.mean
         if self.basis is not None:
-            offset = offset @ self.basis.T @ self.basis  # (B, D), kept in the encoder's coordinates
+            coordinates = offset @ self.basis.T  # (B, k)
+            if self.direction_std is not None:
+                coordinates = coordinates / self.direction_std
+            offset = coordinates @ self.basis  # (B, D), kept in the encoder's coordinates
         return offset * self.inv_std
 
 
@@ -190,7 +207,7 @@ class Generator(PretrainedModel):
         blocks = _check_resolution(config.resolution)
         channels = _channel_plan(config.base_channels, config.channel_multipliers, blocks)
         condition_dim = config.noise_dim + config.text_dim
-        self.text_norm = TextStandardizer(config.text_dim, config.text_components)
+        self.text_norm = TextStandardizer(config.text_dim, config.text_components, whiten=config.text_whiten)
         stem_in = condition_dim if config.text_in_stem else config.noise_dim
         self.stem = nn.Linear(stem_in, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
@@ -246,7 +263,7 @@ class Discriminator(PretrainedModel):
         super().__init__(config)
         blocks = _check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
-        self.text_norm = TextStandardizer(config.text_dim, config.text_components)
+        self.text_norm = TextStandardizer(config.text_dim, config.text_components, whiten=config.text_whiten)
         self.from_rgb, self.blocks = down_path(channels)
         self.head = nn.Sequential(
             nn.Conv2d(channels[-1] + config.text_dim, channels[-1] // 4 * 2, 3, padding=1),

@@ -34,6 +34,7 @@ class VAEConfig:
     channel_multipliers: tuple[int, ...] = (8, 8, 8, 8, 4, 2, 1)
     condition_hidden: int = 256
     text_components: int = 0
+    text_whiten: bool = False
     # the posterior's image encoder, as the discriminator
     encoder_channels: int = 32
     encoder_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)
@@ -52,7 +53,7 @@ class VAEConfig:
     def decoder_config(self) -> GeneratorConfig:
         return GeneratorConfig(resolution=self.resolution, text_dim=self.text_dim, noise_dim=self.latent_dim, base_channels=self.base_channels,
                                channel_multipliers=self.channel_multipliers, condition_hidden=self.condition_hidden,
-                               text_components=self.text_components)
+                               text_components=self.text_components, text_whiten=self.text_whiten)
 
 
 class ConditionalVAE(PretrainedModel):

@@ -27,11 +27,17 @@ class TrainConfig:
     skip_invalid_images: bool = False     # skip and count bad images/lines instead of stopping
     # text
     text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
-    text_pooling: str | None = None       # None: the family's default (mean, last or eos)
+    # None: the family's default (mean, last or eos) over a hidden state; "anchored": the model's
+    # word embeddings mapped onto the training captions' words (see limner.text.anchored), which
+    # carries synonyms and new word orders over, but not word order itself
+    text_pooling: str | None = None
+    text_anchor_temperature: float = 0.02  # "anchored": lower snaps a new word harder to its nearest known word
+    text_anchor_margin: float = 0.15      # "anchored": a new word weighs fully once its two nearest known words are this far apart
     text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
     # models see only the top-k principal directions of the training captions' embeddings
     # (0: all; "auto": those whose singular value is at least 5% of the largest)
     text_components: int | str = 0
+    text_whiten: bool = False             # scale each kept direction to unit spread (see GeneratorConfig)
     # models
     model: str = "gan"                    # "gan", "vae", "evaluator" (the independent scorer for `limner evaluate`), "captioner" or "aligner"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -117,6 +123,15 @@ class TrainConfig:
                 raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
         if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
             raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
+        if self.text_pooling == ANCHORED and self.text_encoder == BAG_OF_WORDS:
+            raise ConfigError('text_pooling "anchored" reads a language model\'s word embeddings; the bag-of-words '
+                              "encoder has none: set text_pooling to null (--text-pooling mean) or pick a language model")
+        if self.text_pooling == ANCHORED and self.text_hidden_layer is not None:
+            raise ConfigError('text_pooling "anchored" reads the input word embeddings, not a hidden layer: '
+                              f"leave text_hidden_layer unset (got {self.text_hidden_layer})")
+        if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
+            raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
+                              f"{self.text_anchor_temperature} and {self.text_anchor_margin}")
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
@@ -129,7 +144,8 @@ class TrainConfig:
     def model_configs(self, text_dim: int, sentences: torch.Tensor | None = None) -> tuple[GeneratorConfig, DiscriminatorConfig]:
         """Generator and discriminator configs with resolution and text size filled in;
         `sentences` (the training captions' embeddings) resolve text_components "auto"."""
-        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": self.resolved_text_components(sentences)}
+        shared = {"resolution": self.resolution, "text_dim": text_dim, "text_components": self.resolved_text_components(sentences),
+                  "text_whiten": self.text_whiten}
         generator = merge_config(self.generator, shared)
         discriminator = merge_config(self.discriminator, shared)
         return generator, discriminator
@@ -144,7 +160,7 @@ class TrainConfig:
 
     def vae_config(self, text_dim: int, sentences: torch.Tensor | None = None) -> VAEConfig:
         return merge_config(self.vae, {"resolution": self.resolution, "text_dim": text_dim,
-                                       "text_components": self.resolved_text_components(sentences)})
+                                       "text_components": self.resolved_text_components(sentences), "text_whiten": self.text_whiten})
 
     def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
         return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
@@ -158,6 +174,8 @@ class TrainConfig:
 
 PRESETS = ("shapes", "emoji")
 AUTO = "auto"
+ANCHORED = "anchored"  # text_pooling: limner.text.AnchoredWordEncoder
+BAG_OF_WORDS = "bag-of-words"  # text_encoder: limner.text.BagOfWordsEncoder
 SIGNIFICANT = 0.05  # "auto" keeps directions whose singular value is at least this share of the largest
 
 

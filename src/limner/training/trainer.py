@@ -29,16 +29,15 @@ from limner.errors import ConfigError, DataError
 from limner.metrics import shapes_accuracy
 from limner.models import Discriminator, Generator
 from limner.pipelines import TextToImagePipeline
-from limner.text import BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
+from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
-from limner.training.config import TrainConfig
+from limner.training.config import ANCHORED, BAG_OF_WORDS, TrainConfig
 from limner.training.data import CaptionedImages, StreamingCaptionedImages
 from limner.training.distributed import DistributedContext
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
 from limner.utils.images import make_grid, save_png
 
 log = logging.getLogger("limner.train")
-BAG_OF_WORDS = "bag-of-words"
 
 
 @dataclass
@@ -61,6 +60,9 @@ def resolve_data_dir(config: TrainConfig) -> Path:
 def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEncoder:
     if config.text_encoder == BAG_OF_WORDS:
         return BagOfWordsEncoder.from_captions(train_captions)
+    if config.text_pooling == ANCHORED:
+        return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder,
+                                                 temperature=config.text_anchor_temperature, margin=config.text_anchor_margin)
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 

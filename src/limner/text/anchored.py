@@ -1,0 +1,117 @@
+"""A pretrained language model's word embeddings, anchored to the training captions' words.
+
+Each token of a caption is looked up in the language model's input embedding table
+and replaced by a softmax mix of the training vocabulary's embeddings, weighted by
+cosine similarity over a temperature: a word the training captions use maps to
+itself, a new word ("big") to the known words the language model places nearest
+("large"). The caption vector is the mean of its anchored tokens weighted by inverse
+document frequency over the distinct training captions (a word every caption uses,
+like "a", weighs 0) and by how decisively it points at one known word: a new word
+the language model places about as near two known words ("size": small 0.43, large
+0.43) says nothing about which, so its weight grows with the gap between its two
+nearest known words and is full from `margin` up. The result is L2-normalised.
+
+So a caption reworded with synonyms and a new word order lands where the training
+caption it means does, and a new composition of known words is read exactly. The
+price: the vector ignores word order, so relations between several objects ("a red
+circle left of a blue square") are lost; for those keep the model's own pooling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from limner.errors import ConfigError, ModelLoadError
+from limner.text.base import TextEmbeddings, TextEncoder
+from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
+
+DEFAULT_TEMPERATURE = 0.02
+DEFAULT_MARGIN = 0.15
+
+
+def inverse_document_frequencies(tokenizer, captions: Iterable[str]) -> dict[str, float]:
+    """log(N / df) per token over the N distinct captions: 0 for a token every caption uses."""
+    distinct = sorted(set(captions))
+    rows = tokenizer(distinct, add_special_tokens=False)["input_ids"] if distinct else []
+    counts = Counter(token for row in rows for token in set(row))
+    idf = {tokenizer.convert_ids_to_tokens(token): math.log(len(distinct) / n) for token, n in sorted(counts.items())}
+    if not any(value > 0 for value in idf.values()):
+        raise ConfigError(f"anchored word pooling needs captions that differ in their words; got {len(distinct)} distinct caption(s)")
+    return idf
+
+
+def anchored_sentences(words: torch.Tensor, mask: torch.Tensor, anchors: torch.Tensor, idf: torch.Tensor, *,
+                       temperature: float, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """words (B, T, D) input embeddings, mask (B, T), anchors (V, D) the vocabulary's embeddings,
+    idf (V,) -> sentence (B, D) unit vectors, anchored tokens (B, T, D)."""
+    similarity = F.normalize(words, dim=-1) @ F.normalize(anchors, dim=-1).T  # (B, T, V)
+    weights = (similarity / temperature).softmax(-1)
+    tokens = weights @ anchors  # (B, T, D)
+    nearest = similarity.topk(min(2, similarity.shape[-1]), dim=-1).values  # (B, T, 2)
+    gap = nearest[..., 0] - nearest[..., -1] if nearest.shape[-1] == 2 else torch.ones_like(nearest[..., 0])
+    decisiveness = (gap / margin).clamp(max=1.0) if margin > 0 else torch.ones_like(gap)
+    importance = (weights @ idf) * decisiveness * mask.to(words.dtype)  # (B, T)
+    sentence = (tokens * importance.unsqueeze(-1)).sum(1) / importance.sum(1, keepdim=True).clamp(min=1e-8)
+    return F.normalize(sentence, dim=-1), tokens
+
+
+class AnchoredWordEncoder(TextEncoder):
+    """>>> enc = AnchoredWordEncoder.from_captions(["a large red circle", "a small blue square"])
+    >>> enc.encode(["a big red circle"]).sentence   # close to "a large red circle"
+    """
+
+    kind = "anchored_words"
+
+    def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, vocabulary: dict[str, float],
+                 temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if temperature <= 0:
+            raise ConfigError(f"anchor temperature must be positive, got {temperature}")
+        if margin < 0:
+            raise ConfigError(f"anchor margin must be 0 (off) or positive, got {margin}")
+        if not vocabulary:
+            raise ConfigError("anchored word pooling needs a non-empty vocabulary (the training captions' tokens)")
+        path = resolve_model_path(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            table = AutoModel.from_pretrained(path).get_input_embeddings().weight.detach()  # (vocab, D)
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"text encoder {name_or_path!r} could not be loaded ({err}); "
+                                 "give a local folder or a hub id that is in your Hugging Face cache") from err
+        ids = self.tokenizer.convert_tokens_to_ids(list(vocabulary))
+        unknown = [token for token, i in zip(vocabulary, ids) if i is None or (i == self.tokenizer.unk_token_id and token != self.tokenizer.unk_token)]
+        if unknown:
+            raise ModelLoadError(f"the tokenizer of {name_or_path!r} lacks the vocabulary's tokens {unknown[:5]}")
+        self.name_or_path, self.temperature, self.margin, self.max_length = name_or_path, float(temperature), float(margin), max_length
+        self.vocabulary = dict(vocabulary)
+        self.table = table.float()
+        self.anchors = self.table[torch.tensor(ids)]  # (V, D)
+        self.idf = torch.tensor(list(vocabulary.values()), dtype=torch.float32)  # (V,)
+        self.dim = self.table.shape[1]
+
+    @classmethod
+    def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
+                      temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN) -> "AnchoredWordEncoder":
+        from limner.text.caption_vocabulary import load_tokenizer
+
+        return cls(name_or_path, vocabulary=inverse_document_frequencies(load_tokenizer(name_or_path), captions),
+                   temperature=temperature, margin=margin)
+
+    def _encode(self, captions: list[str]) -> TextEmbeddings:
+        batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
+                               add_special_tokens=False, return_tensors="pt")
+        mask = batch["attention_mask"].bool()  # (B, T)
+        words = self.table[batch["input_ids"]]  # (B, T, D)
+        sentence, tokens = anchored_sentences(words, mask, self.anchors, self.idf,
+                                              temperature=self.temperature, margin=self.margin)
+        return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name_or_path": self.name_or_path, "temperature": self.temperature,
+                "margin": self.margin, "max_length": self.max_length, "vocabulary": self.vocabulary}
