@@ -20,7 +20,6 @@ from limner.data import shapes
 from limner.metrics import shapes_accuracy
 from limner.pipelines import TextToImagePipeline
 from limner.training import build_train_config, train
-from limner.training.config import BAG_OF_WORDS
 
 SIZE_WORDS = {"small": ["little", "tiny"], "large": ["big", "huge"]}
 POSITION_WORDS = {
@@ -96,10 +95,8 @@ def main() -> None:
     results = {}
     for encoder in args.encoders:
         out = Path(args.output_dir) / encoder
-        # the bag-of-words encoder has no word embeddings to pool: it reads its own word counts
-        text = {"text_encoder": encoder, **({"text_pooling": None} if encoder == BAG_OF_WORDS else {})}
         config = build_train_config("shapes", {
-            **text, "output_dir": str(out),
+            "text_encoder": encoder, "output_dir": str(out),
             "max_train_minutes": args.minutes, "max_train_steps": args.max_train_steps,
             **json.loads(args.override),
         })

@@ -77,10 +77,14 @@ def main() -> None:
     train, held_out = shapes.train_compositions(), shapes.held_out_compositions()
     para, development = paraphrases(), development_paraphrases()
     print(f"ridge {RIDGE}; all-four accuracy of a linear probe trained on the {len(train)} training captions")
-    print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing")
+    print(f"{'layer':>5}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing"
+          "   development shift")
     for layer in range(7):
         encoder = HuggingFaceTextEncoder(hidden_layer=layer)
-        print(f"{layer:>5}  " + scores_row(lambda captions: encoder.encode(captions).sentence, train, held_out, para))
+        embed = lambda captions: encoder.encode(captions).sentence  # noqa: E731
+        development_shift = paraphrase_shift(embed([c.caption for c in train]), embed([p for p, _ in development]),
+                                             embed([c.caption for _, c in development]))
+        print(f"{layer:>5}  " + scores_row(embed, train, held_out, para) + f"   {development_shift:>17.2f}")
     for name, rewordings in (("development rewordings", development), ("benchmark paraphrases", para)):
         print(f"\nanchored word pooling, {name} ({len(rewordings)}, e.g. {rewordings[1][0]!r})")
         print(f"{'temp':>5} {'margin':>6}  {'held-out':>8}  {'paraphrase':>10}   paraphrase colour/shape/size/position   shift/spacing")

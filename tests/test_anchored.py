@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from limner.data import shapes
 from limner.errors import ConfigError
+from limner.export import export_onnx
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, load_text_encoder
 from limner.training import build_train_config, train
@@ -68,17 +70,33 @@ def test_bad_settings_are_refused():
         AnchoredWordEncoder.from_captions(["a red circle", "a red circle"])
     with pytest.raises(ConfigError, match="temperature must be positive"):
         AnchoredWordEncoder(vocabulary={"red": 1.0}, temperature=0)
-    with pytest.raises(ConfigError, match="anchored"):
-        build_train_config("shapes", {"text_pooling": "anchored", "text_encoder": "bag-of-words"})
     with pytest.raises(ConfigError, match="text_hidden_layer"):
         build_train_config("shapes", {"text_pooling": "anchored", "text_hidden_layer": 0})
+    with pytest.raises(ConfigError, match="text_whiten needs text_components"):
+        build_train_config("shapes", {"text_components": 0})
 
 
 def test_a_gan_trains_and_generates_on_anchored_words(tiny_shapes, tmp_path):
     config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "run", max_train_steps=2,
-                                                           text_encoder="all-MiniLM-L6-v2", text_pooling="anchored"))
+                                                           text_encoder="all-MiniLM-L6-v2", text_pooling="anchored",
+                                                           text_components="auto", text_whiten=True))
     train(config, progress=False)
     assert json.loads((tmp_path / "run" / "text_encoder" / "config.json").read_text())["kind"] == "anchored_words"
     pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
     first, again = (pipe(["a huge red circle, upper left"], num_images_per_prompt=2, seed=3) for _ in range(2))
     assert [a.tobytes() for a in first] == [b.tobytes() for b in again]
+    assert pipe.generator.text_norm.direction_std is not None  # whitening travels with the weights
+
+
+def test_an_anchored_whitened_model_exports_to_onnx(tiny_shapes, tmp_path):
+    config = build_train_config(None, tiny_train_overrides(
+        tiny_shapes, tmp_path / "run", max_train_steps=2, text_encoder="all-MiniLM-L6-v2", text_pooling="anchored",
+        text_components="auto", text_whiten=True))
+    train(config, progress=False)
+    report = export_onnx(tmp_path / "run")
+    assert report["generator_max_abs_diff"] < 1e-3 and "text_encoder_max_abs_diff" not in report  # the lookup stays in PyTorch
+    prompts = ["a tiny blue square in the middle"]
+    eager = TextToImagePipeline.from_pretrained(tmp_path / "run")(prompts, num_images_per_prompt=2, seed=1)
+    onnx = TextToImagePipeline.from_pretrained(tmp_path / "run", backend="onnx")(prompts, num_images_per_prompt=2, seed=1)
+    for a, b in zip(eager, onnx):
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1

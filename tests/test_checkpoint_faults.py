@@ -146,7 +146,7 @@ def tiny_models_config(tiny_shapes):
     overrides = tiny_train_overrides(tiny_shapes, "unused")
     path.write_text(json.dumps({k: overrides[k] for k in ("generator", "discriminator")} | {
         "discriminator": {**overrides["discriminator"], "contrastive_dim": 0}, "contrastive_weight": 0.0,
-        "image_contrastive_weight": 0.0, "text_components": 0, "text_hidden_layer": None}))
+        "image_contrastive_weight": 0.0, "text_components": 0, "text_whiten": False}))
     return path
 
 

@@ -29,6 +29,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
     ("--text-pooling", "text_pooling", str, "mean, last, eos, cls (default: the family's own) or anchored (word embeddings mapped onto the training words)"),
     ("--text-hidden-layer", "text_hidden_layer", int, "which hidden state to pool: 0 embeddings, -1 last (default)"),
+    ("--text-anchor-temperature", "text_anchor_temperature", float, "anchored pooling: lower maps a new word harder onto its nearest known word"),
+    ("--text-anchor-margin", "text_anchor_margin", float, "anchored pooling: a new word weighs fully once its two nearest known words are this far apart"),
     ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
     ("--train-batch-size", "train_batch_size", int, "images per step"),
     ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),

@@ -29,7 +29,8 @@ class TrainConfig:
     text_encoder: str = "all-MiniLM-L6-v2"  # HF path or hub id, or "bag-of-words" (from scratch)
     # None: the family's default (mean, last or eos) over a hidden state; "anchored": the model's
     # word embeddings mapped onto the training captions' words (see limner.text.anchored), which
-    # carries synonyms and new word orders over, but not word order itself
+    # carries synonyms and new word orders over, but not word order itself. The bag-of-words
+    # encoder has no pooling to choose and ignores this
     text_pooling: str | None = None
     text_anchor_temperature: float = 0.02  # "anchored": lower snaps a new word harder to its nearest known word
     text_anchor_margin: float = 0.15      # "anchored": a new word weighs fully once its two nearest known words are this far apart
@@ -123,12 +124,11 @@ class TrainConfig:
                 raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
         if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
             raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
-        if self.text_pooling == ANCHORED and self.text_encoder == BAG_OF_WORDS:
-            raise ConfigError('text_pooling "anchored" reads a language model\'s word embeddings; the bag-of-words '
-                              "encoder has none: set text_pooling to null (--text-pooling mean) or pick a language model")
         if self.text_pooling == ANCHORED and self.text_hidden_layer is not None:
             raise ConfigError('text_pooling "anchored" reads the input word embeddings, not a hidden layer: '
                               f"leave text_hidden_layer unset (got {self.text_hidden_layer})")
+        if self.text_whiten and self.text_components == 0:
+            raise ConfigError('text_whiten needs text_components (the directions to whiten): a count or "auto"')
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")
