@@ -34,18 +34,23 @@ TEMPLATES = (
 )
 
 
-def paraphrases() -> list[tuple[str, shapes.Composition]]:
-    """Captions never seen in training: synonyms for size and position, new word orders."""
+def reworded(templates: tuple[str, ...], size_words: dict, position_words: dict) -> list[tuple[str, shapes.Composition]]:
+    """Every composition once, in turn through each template, alternating two words per size."""
     targets = []
     for i, composition in enumerate(shapes.all_compositions()):
-        template = TEMPLATES[i % len(TEMPLATES)]
-        size = SIZE_WORDS[composition.size][i % 2]
-        position = POSITION_WORDS[composition.position]
+        template = templates[i % len(templates)]
+        position = position_words[composition.position]
         if template.endswith("placed {position}") and composition.position == "center":
             position = "in the middle"
-        prompt = template.format(size=size, color=composition.color, shape=composition.shape, position=position)
+        prompt = template.format(size=size_words[composition.size][i % 2], color=composition.color,
+                                 shape=composition.shape, position=position)
         targets.append((prompt, composition))
     return targets
+
+
+def paraphrases() -> list[tuple[str, shapes.Composition]]:
+    """Captions never seen in training: synonyms for size and position, new word orders."""
+    return reworded(TEMPLATES, SIZE_WORDS, POSITION_WORDS)
 
 
 DEV_SIZE_WORDS = {"small": ["petite", "mini"], "large": ["giant", "massive"]}
@@ -62,13 +67,7 @@ DEV_TEMPLATES = (
 
 def development_paraphrases() -> list[tuple[str, shapes.Composition]]:
     """Rewordings with none of the benchmark's new words, for choosing settings."""
-    targets = []
-    for i, composition in enumerate(shapes.all_compositions()):
-        prompt = DEV_TEMPLATES[i % len(DEV_TEMPLATES)].format(
-            size=DEV_SIZE_WORDS[composition.size][i % 2], color=composition.color,
-            shape=composition.shape, position=DEV_POSITION_WORDS[composition.position])
-        targets.append((prompt, composition))
-    return targets
+    return reworded(DEV_TEMPLATES, DEV_SIZE_WORDS, DEV_POSITION_WORDS)
 
 
 def evaluate(pipe: TextToImagePipeline, images_per_caption: int) -> dict[str, dict]:
