@@ -76,27 +76,32 @@ def test_bad_settings_are_refused():
         build_train_config("shapes", {"text_components": 0})
 
 
-def test_a_gan_trains_and_generates_on_anchored_words(tiny_shapes, tmp_path):
-    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "run", max_train_steps=2,
-                                                           text_encoder="all-MiniLM-L6-v2", text_pooling="anchored",
-                                                           text_components="auto", text_whiten=True))
-    train(config, progress=False)
-    assert json.loads((tmp_path / "run" / "text_encoder" / "config.json").read_text())["kind"] == "anchored_words"
-    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+@pytest.fixture(scope="module")
+def anchored_run(tiny_shapes, tmp_path_factory):
+    """A tiny GAN trained for 2 steps on anchored, whitened MiniLM words (trained once for the tests below)."""
+    folder = tmp_path_factory.mktemp("anchored")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIMNER_CACHE", str(folder / "cache"))
+        config = build_train_config(None, tiny_train_overrides(
+            tiny_shapes, folder / "run", max_train_steps=2, text_encoder="all-MiniLM-L6-v2", text_pooling="anchored",
+            text_components="auto", text_whiten=True))
+        train(config, progress=False)
+    return folder / "run"
+
+
+def test_a_gan_trains_and_generates_on_anchored_words(anchored_run):
+    assert json.loads((anchored_run / "text_encoder" / "config.json").read_text())["kind"] == "anchored_words"
+    pipe = TextToImagePipeline.from_pretrained(anchored_run)
     first, again = (pipe(["a huge red circle, upper left"], num_images_per_prompt=2, seed=3) for _ in range(2))
     assert [a.tobytes() for a in first] == [b.tobytes() for b in again]
     assert pipe.generator.text_norm.direction_std is not None  # whitening travels with the weights
 
 
-def test_an_anchored_whitened_model_exports_to_onnx(tiny_shapes, tmp_path):
-    config = build_train_config(None, tiny_train_overrides(
-        tiny_shapes, tmp_path / "run", max_train_steps=2, text_encoder="all-MiniLM-L6-v2", text_pooling="anchored",
-        text_components="auto", text_whiten=True))
-    train(config, progress=False)
-    report = export_onnx(tmp_path / "run")
+def test_an_anchored_whitened_model_exports_to_onnx(anchored_run):
+    report = export_onnx(anchored_run)
     assert report["generator_max_abs_diff"] < 1e-3 and "text_encoder_max_abs_diff" not in report  # the lookup stays in PyTorch
     prompts = ["a tiny blue square in the middle"]
-    eager = TextToImagePipeline.from_pretrained(tmp_path / "run")(prompts, num_images_per_prompt=2, seed=1)
-    onnx = TextToImagePipeline.from_pretrained(tmp_path / "run", backend="onnx")(prompts, num_images_per_prompt=2, seed=1)
+    eager = TextToImagePipeline.from_pretrained(anchored_run)(prompts, num_images_per_prompt=2, seed=1)
+    onnx = TextToImagePipeline.from_pretrained(anchored_run, backend="onnx")(prompts, num_images_per_prompt=2, seed=1)
     for a, b in zip(eager, onnx):
         assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
