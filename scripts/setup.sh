@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs limner into .venv on a fresh machine (Python 3.11, CPU PyTorch 2.13.0).
-# Also installs, when run as root with apt, the Noto Color Emoji font (emoji dataset) and
+# Also installs, when run as root with apt, the Noto Color Emoji font (emoji dataset), libcairo2 and npm
+# (emoji-styles dataset) and
 # chromium and its driver (the tests that render report.html and drive the server's page headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+ldconfig -p 2>/dev/null | grep -q libcairo.so.2 || missing+=(libcairo2)   # cairosvg draws the SVG emoji sets
+command -v npm >/dev/null || missing+=(npm)   # fetches the open emoji sets of `limner data emoji-styles`
 command -v chromium >/dev/null || missing+=(chromium)   # the tests render report.html headless
 command -v chromedriver >/dev/null || missing+=(chromium-driver)   # and drive the server's web page
 if [ ${#missing[@]} -gt 0 ]; then

@@ -2,6 +2,7 @@
 
     limner data shapes --out DIR --resolution 32
     limner data emoji --out DIR --resolution 64
+    limner data emoji-styles --out DIR --resolution 64
     limner train --preset shapes [--train-data-dir DIR] [--max-train-steps N] ...
     limner generate MODEL_DIR "a small red circle in the top left" -n 8 -o grid.png
     limner caption MODEL_DIR a.png b.png [--beams 3]
@@ -24,7 +25,7 @@ EXIT_USER_ERROR = 2
 
 # (flag, TrainConfig field, type, help); None as a default means "leave the preset's value".
 _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji"),
+    ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji, emoji-styles"),
     ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
     ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
     ("--text-pooling", "text_pooling", str, "mean, last, eos, cls (default: the family's own) or anchored (word embeddings mapped onto the training words)"),
@@ -71,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     emoji.add_argument("--out", required=True)
     emoji.add_argument("--resolution", type=int, default=64)
     emoji.add_argument("--font", default=None, help="path to NotoColorEmoji.ttf")
+    styles = data.add_parser("emoji-styles", help="open emoji sets (Google, Twitter, OpenMoji, Fluent x3) joined by concept, six styles")
+    styles.add_argument("--out", required=True)
+    styles.add_argument("--resolution", type=int, default=64, help="32, 64 or 128")
+    styles.add_argument("--seed", type=int, default=0, help="the seed of the held-out concepts and combinations")
+    styles.add_argument("--skin-tones", action="store_true", help="also the skin-tone variants (base emoji only by default)")
+    styles.add_argument("--tarball-dir", default=None,
+                        help="folder of the npm tarballs (fetched there with `npm pack` when absent; default $LIMNER_DATA/npm)")
+    styles.add_argument("--skip-invalid-images", action="store_true", help="skip and count images that fail to draw instead of stopping")
     pack = data.add_parser("pack", help="write an imagefolder as tar shards that training streams (datasets past memory)")
     pack.add_argument("folder", help="an imagefolder dataset")
     pack.add_argument("--out", required=True, help="an empty folder for SPLIT-000000.tar, ...")
@@ -171,11 +180,27 @@ def _run_data(args: argparse.Namespace) -> int:
 
     if args.dataset == "pack":
         return _pack(args)
+    if args.dataset == "emoji-styles":
+        return _emoji_styles(args)
     if args.dataset == "shapes":
         info = build_shapes(args.out, resolution=args.resolution, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
     else:
         info = build_emoji(args.out, resolution=args.resolution, font_path=args.font)
     print(f"wrote {args.out}: " + ", ".join(f"{n} {split}" for split, n in info["splits"].items()))
+    return 0
+
+
+def _emoji_styles(args: argparse.Namespace) -> int:
+    from limner.data.emoji_sources import cache_folder, fetch_tarballs
+    from limner.data.emoji_styles import build_emoji_styles
+
+    tarballs = fetch_tarballs(Path(args.tarball_dir) if args.tarball_dir else cache_folder())
+    info = build_emoji_styles(args.out, resolution=args.resolution, seed=args.seed, skin_tones=args.skin_tones,
+                              skip_invalid=args.skip_invalid_images, tarballs=tarballs)
+    print(f"wrote {args.out}: {info['concepts']} concepts ({info['concepts_in_all_styles']} in all six styles), "
+          + ", ".join(f"{n} {split}" for split, n in info["splits"].items())
+          + f"; test: {info['split_kinds']['unseen_combination']} unseen combinations, {info['split_kinds']['unseen_concept']} images of unseen concepts"
+          + (f"; skipped {len(info['skipped'])}" if info["skipped"] else ""))
     return 0
 
 

@@ -11,7 +11,7 @@ from limner.data import shapes
 from limner.data.imagefolder import write_imagefolder
 from limner.errors import ConfigError
 
-BUILTIN_DATASETS = ("shapes", "emoji")
+BUILTIN_DATASETS = ("shapes", "emoji", "emoji-styles")
 
 
 def build_shapes(out: str | Path, *, resolution: int = 32, train_size: int = 20_000, test_size: int = 2_000, seed: int = 0) -> dict:
@@ -52,7 +52,9 @@ def builtin_data_dir(name: str, resolution: int, cache_root: Path | None = None)
     root = Path(cache_root or os.environ.get("LIMNER_DATA", Path.home() / ".cache" / "limner" / "datasets"))
     folder = root / f"{name}-{resolution}"
     if not (folder / "dataset_info.json").is_file():
-        builder = build_shapes if name == "shapes" else build_emoji
+        from limner.data.emoji_styles import build_emoji_styles
+
+        builder = {"shapes": build_shapes, "emoji": build_emoji, "emoji-styles": build_emoji_styles}[name]
         builder(folder, resolution=resolution)
     return folder
 
