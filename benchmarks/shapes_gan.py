@@ -18,6 +18,7 @@ from pathlib import Path
 
 from limner.data import shapes
 from limner.metrics import shapes_accuracy
+from limner.metrics.shapes import generated_placement_spread, real_placement_spread
 from limner.pipelines import TextToImagePipeline
 from limner.training import build_train_config, train
 
@@ -106,16 +107,24 @@ def main() -> None:
             trained = train(config)
             result = {"steps": trained.steps, "train_seconds": round(trained.train_seconds, 1),
                       "images_per_second": round(trained.images_per_second, 1)}
-        scores = evaluate(TextToImagePipeline.from_pretrained(out), args.images_per_caption)
+        pipe = TextToImagePipeline.from_pretrained(out)
+        scores = evaluate(pipe, args.images_per_caption)
+        held_out = shapes.held_out_compositions()
+        spread = {"generated": generated_placement_spread(pipe, held_out, args.images_per_caption, seed=2),
+                  "real": real_placement_spread(held_out, config.resolution, args.images_per_caption, seed=2)}
         results[encoder] = {
             "steps": result["steps"], "train_seconds": result["train_seconds"], "images_per_second": result["images_per_second"],
-            "total_seconds": round(time.perf_counter() - started, 1), **scores,
+            "total_seconds": round(time.perf_counter() - started, 1), **scores, "spread": spread,
         }
         (out / "benchmark.json").write_text(json.dumps(results[encoder], indent=2) + "\n")
         print(f"\n== {encoder}: {result['steps']} steps in {result['train_seconds']:.0f}s ({result['images_per_second']:.0f} img/s)")
         for split, score in scores.items():
             detail = "  ".join(f"{k} {score[k]:.3f}" for k in ("color", "shape", "size", "position"))
             print(f"  {split:<10} all-four {score['all']:.3f}   ({detail}; {score['images']} images)")
+        generated, real = spread["generated"], spread["real"]
+        print(f"  spread among {args.images_per_caption} images of a held-out caption: position {generated['position_std_px']:.2f} px "
+              f"(real {real['position_std_px']:.2f}, {generated['position_std_px'] / real['position_std_px']:.0%}), size "
+              f"{generated['size_std_px']:.2f} px (real {real['size_std_px']:.2f}, {generated['size_std_px'] / real['size_std_px']:.0%})")
     Path(args.output_dir, "summary.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

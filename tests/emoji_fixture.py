@@ -19,7 +19,12 @@ CONCEPTS = [
     ("1F9D1", "person", "person-default", (90, 140, 220)),                     # drawn in skin tones
     ("1F1EA-1F1EC", "flag: Egypt", None, (30, 160, 60)),                          # Fluent has no flags
 ]
-SHAPES = {"google": "circle", "twitter": "square", "openmoji": "ring"}
+
+
+def many_concepts(count: int) -> list[tuple]:
+    """`count` more concepts in the same form, with distinct colours, for corpora big enough to split."""
+    return [(f"{0x1F680 + i:X}", f"thing number {i}", f"thing-number-{i}", ((37 * i) % 256, (91 * i + 40) % 256, (53 * i + 90) % 256))
+            for i in range(count)]
 
 
 def png_bytes(colour, shape: str = "circle", size: int = 64) -> bytes:
@@ -49,9 +54,10 @@ def _tarball(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def datasource_tarball(folder: Path, style: str, *, extra: dict[str, bytes] | None = None, emoji_json: bytes | None = None) -> Path:
+def datasource_tarball(folder: Path, style: str, *, extra: dict[str, bytes] | None = None, emoji_json: bytes | None = None,
+                       concepts: list[tuple] = CONCEPTS) -> Path:
     entries, members = [], {}
-    for codepoints, name, _, colour in CONCEPTS:
+    for codepoints, name, _, colour in concepts:
         image = codepoints.lower() + ".png"
         entry = {"name": name.upper(), "unified": codepoints, "image": image, "category": "Smileys & Emotion",
                  f"has_img_{style}": True}
@@ -69,10 +75,11 @@ def datasource_tarball(folder: Path, style: str, *, extra: dict[str, bytes] | No
     return _tarball(folder / f"emoji-datasource-{style}-16.0.0.tgz", members)
 
 
-def openmoji_tarball(folder: Path, *, svg_override: dict[str, bytes] | None = None, rows_extra: list[dict] | None = None) -> Path:
+def openmoji_tarball(folder: Path, *, svg_override: dict[str, bytes] | None = None, rows_extra: list[dict] | None = None,
+                     concepts: list[tuple] = CONCEPTS) -> Path:
     columns = ["emoji", "hexcode", "group", "subgroups", "annotation", "tags", "openmoji_tags", "skintone"]
     rows, members = [], {}
-    for codepoints, name, _, colour in CONCEPTS:
+    for codepoints, name, _, colour in concepts:
         rows.append({"hexcode": codepoints, "group": "smileys-emotion", "annotation": name, "tags": f"{name.split()[0]}, fixture"})
         members[f"package/color/svg/{codepoints}.svg"] = svg_bytes(colour, outline=True)
     rows.append({"hexcode": "1F9D1-1F3FB", "group": "people-body", "annotation": "person: light skin tone", "skintone": "1F3FB"})
@@ -89,9 +96,9 @@ def openmoji_tarball(folder: Path, *, svg_override: dict[str, bytes] | None = No
     return _tarball(folder / "openmoji-17.0.0.tgz", members)
 
 
-def fluent_tarball(folder: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+def fluent_tarball(folder: Path, *, extra: dict[str, bytes] | None = None, concepts: list[tuple] = CONCEPTS) -> Path:
     members = {}
-    for _, _, stem, colour in CONCEPTS:
+    for _, _, stem, colour in concepts:
         if stem is None:
             continue
         for style_folder in ("modern", "flat", "high-contrast"):
@@ -102,11 +109,12 @@ def fluent_tarball(folder: Path, *, extra: dict[str, bytes] | None = None) -> Pa
     return _tarball(folder / "fluentui-emoji-1.3.0.tgz", members)
 
 
-def fixture_tarballs(folder: Path, **overrides) -> dict[str, Path]:
+def fixture_tarballs(folder: Path, *, extra_concepts: int = 0) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    concepts = CONCEPTS + many_concepts(extra_concepts)
     return {
-        "google": overrides.get("google") or datasource_tarball(folder, "google"),
-        "twitter": overrides.get("twitter") or datasource_tarball(folder, "twitter"),
-        "openmoji": overrides.get("openmoji") or openmoji_tarball(folder),
-        "fluent": overrides.get("fluent") or fluent_tarball(folder),
+        "google": datasource_tarball(folder, "google", concepts=concepts),
+        "twitter": datasource_tarball(folder, "twitter", concepts=concepts),
+        "openmoji": openmoji_tarball(folder, concepts=concepts),
+        "fluent": fluent_tarball(folder, concepts=concepts),
     }

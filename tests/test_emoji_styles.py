@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emoji_fixture import fixture_tarballs, openmoji_tarball, svg_bytes
+from tests.emoji_fixture import fixture_tarballs, openmoji_tarball, svg_bytes
 from limner.cli import main
 from limner.data import ImageFolder
 from limner.data.emoji_sources import (
@@ -146,7 +146,7 @@ def test_a_corrupt_tarball_is_named(tarballs, tmp_path):
 
 
 def test_missing_or_unparsable_metadata_is_named(tarballs, tmp_path):
-    from emoji_fixture import datasource_tarball
+    from tests.emoji_fixture import datasource_tarball
 
     garbled = datasource_tarball(tmp_path, "google", emoji_json=b"{not json")
     with pytest.raises(DataError, match="emoji.json: cannot parse"):

@@ -113,3 +113,46 @@ def test_inception_fid_without_torch_fidelity_says_what_is_missing(tiny_runs, ti
     code = main(["evaluate", str(tiny_runs / "gan"), "--data", str(tiny_shapes), "--evaluator", str(tiny_runs / "evaluator"),
                  "--fid-features", "inception", "--no-progress"])
     assert code == 2 and "torch-fidelity" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def styled_runs(tmp_path_factory):
+    """A 36-concept fake emoji-styles corpus at 32 px, a 3-step GAN and a 30-step evaluator on it."""
+    from tests.emoji_fixture import fixture_tarballs
+    from limner.data.emoji_styles import build_emoji_styles
+
+    root = tmp_path_factory.mktemp("styled")
+    data = root / "corpus"
+    build_emoji_styles(data, resolution=32, tarballs=fixture_tarballs(root / "npm", extra_concepts=31), workers=1, progress=False)
+    config = root / "tiny.json"
+    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2,
+                                  "evaluator": {"base_channels": 4, "embedding_dim": 16}}))
+    common = ["--config", str(config), "--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
+              "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
+    assert main(["train", *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
+    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", "30", "--output-dir", str(root / "evaluator")]) == 0
+    return root
+
+
+def test_evaluator_learns_a_style_head_from_the_style_column(styled_runs):
+    evaluator, _, info = load_evaluator(styled_runs / "evaluator")
+    assert evaluator.config.styles == ("fluent", "fluent flat", "fluent high contrast", "google", "openmoji", "twitter")
+    assert evaluator.style_head.out_features == 6
+    # the fixture's styles differ in plain ways (circle, square, outlined, black): a linear probe reads them
+    assert info["test_style_accuracy"] >= 0.5
+
+
+def test_evaluate_reports_styles_concepts_and_style_free_variety(styled_runs):
+    out = styled_runs / "evaluation"
+    code = main(["evaluate", str(styled_runs / "gan"), "--data", str(styled_runs / "corpus"), "--evaluator",
+                 str(styled_runs / "evaluator"), "--output-dir", str(out), "--no-progress"])
+    assert code == 0
+    styles = json.loads((out / "metrics.json").read_text())["styles"]
+    assert styles["images"] >= 5 and styles["concepts_ranked"] == 36
+    for side in ("generated", "real_floor"):
+        assert 0.0 <= styles[side]["style_accuracy"] <= 1.0 and 0.0 <= styles[side]["concept_accuracy"] <= 1.0
+        assert styles[side]["concept_r_precision"]["candidates"] == 36
+    free = styles["style_free"]
+    assert free["samples_per_prompt"] == 12 and 1 <= free["generated"]["distinct_styles"] <= 6
+    assert free["real_floor"]["distinct_styles"] > 1  # real concepts come in several styles
+    assert "distinct styles" in (out / "report.html").read_text()

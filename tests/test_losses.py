@@ -67,3 +67,24 @@ def test_reconstruction_loss_is_the_mean_absolute_pixel_error():
     real = torch.tensor([[0.0, -1.0], [1.0, 1.0]])  # errors 0.5, 0, 1, 0
     assert reconstruction_loss(fake, real) == pytest.approx(0.375)
     assert reconstruction_loss(real, real) == 0.0
+
+
+def test_diversity_loss_falls_to_zero_at_the_target_spread():
+    from limner.training.losses import diversity_loss
+
+    noise_a, noise_b = torch.zeros(4, 8), torch.ones(4, 8)  # noise distance 1
+    image = torch.zeros(4, 3, 8, 8)
+    assert diversity_loss(image, image, noise_a, noise_b, target=0.2) == 1.0  # identical pairs
+    assert torch.isclose(diversity_loss(image, image + 0.1, noise_a, noise_b, target=0.2), torch.tensor(0.5))
+    assert diversity_loss(image, image + 0.5, noise_a, noise_b, target=0.2) == 0.0  # no push past the target
+
+
+def test_pooled_reconstruction_ignores_shifts_within_a_cell():
+    from limner.training.losses import reconstruction_loss
+
+    real = torch.zeros(1, 3, 8, 8)
+    real[..., 0, 0] = 1.0
+    shifted = torch.zeros(1, 3, 8, 8)
+    shifted[..., 1, 1] = 1.0  # one pixel away, inside the same 4 x 4 cell
+    assert reconstruction_loss(shifted, real) > 0
+    assert reconstruction_loss(shifted, real, pool=4) == 0

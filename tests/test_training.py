@@ -201,3 +201,55 @@ def test_guides_must_read_captions_as_the_generator_does(tiny_shapes, tmp_path):
         Trainer(build_train_config(None, overrides), progress=False)
     with pytest.raises(ConfigError, match="cycle_weight > 0 needs captioner_dir"):
         build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "run", cycle_weight=1.0))
+
+
+def _noise_spread(generator, caption: torch.Tensor) -> float:
+    """Mean absolute difference between images of one caption drawn from different noise."""
+    with torch.no_grad():
+        images = generator(torch.randn(8, 8, generator=torch.Generator().manual_seed(5)), caption.repeat(8, 1))
+    return (images[:4] - images[4:]).abs().mean().item()
+
+
+def test_diversity_term_makes_the_generator_use_its_noise():
+    """With a pixel reconstruction term the samples of a caption collapse onto one image; the
+    diversity term (pairs of noises for the same captions) keeps them apart."""
+    spreads = {}
+    for weight in (0.0, 1.0):
+        models, optimizers = _models()
+        target = torch.full((8, 3, 32, 32), -1.0)
+        target[:, 0, 4:14, 4:14] = 1.0
+        captions = torch.eye(12)[:1].repeat(8, 1)
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(150):
+            batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
+                             pair_noise=torch.randn(4, 8, generator=rng))
+            losses = gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, diversity_weight=weight,
+                                     diversity_target=0.2)
+        spreads[weight] = _noise_spread(models.generator, captions[:1])
+        assert ("diversity" in losses) == (weight > 0)
+    assert spreads[1.0] > 3 * spreads[0.0], spreads
+
+
+def test_training_with_augmentation_and_the_diversity_term(tiny_shapes, tmp_path):
+    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", augment="translation,cutout",
+                                                           diversity_weight=1.0, diversity_target=0.05, reconstruction_weight=1.0,
+                                                           reconstruction_pool=4))
+    trainer = Trainer(config, progress=False)
+    assert trainer.diversity_target == 0.05
+    result = trainer.train()
+    assert "diversity" in result.last_losses and all(math.isfinite(v) for v in result.last_losses.values())
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        build_train_config(None, {"augment": "mirror"})
+
+
+def test_diversity_target_is_the_spread_of_real_images_sharing_a_caption():
+    from limner.errors import DataError
+    from limner.training.data import CaptionedImages, estimate_diversity_target
+
+    images = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
+    images[1] = 51  # differs from image 0 by 51 / 127.5 = 0.4 in [-1, 1]; images 2 and 3 are equal
+    data = CaptionedImages(images, ["a", "b"], torch.zeros(2, 3), torch.tensor([0, 0, 1, 1]), torch.arange(4), torch.ones(4, dtype=torch.long))
+    assert abs(estimate_diversity_target(data, pairs=4000) - 0.2) < 0.02  # half the pairs 0.4 apart, half 0
+    lonely = CaptionedImages(images, list("abcd"), torch.zeros(4, 3), torch.arange(4), torch.arange(4), torch.ones(4, dtype=torch.long))
+    with pytest.raises(DataError, match="no caption has two images"):
+        estimate_diversity_target(lonely)

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad entries instead of stopping")
 
     train = commands.add_parser("train", help="train a text-to-image GAN")
-    train.add_argument("--preset", default="shapes", help="shapes or emoji (flags override it)")
+    train.add_argument("--preset", default="shapes", help="shapes, emoji, emoji-styles or emoji-styles-32 (flags override it)")
     train.add_argument("--model", default="gan", choices=["gan", "vae", "evaluator", "captioner", "aligner"],
                        help="gan (default); vae: a conditional VAE with a learnt text prior; evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
                             "aligner: an image-text matcher for `limner rank` and for training generators against")
@@ -263,6 +263,9 @@ def _train_evaluator(args: argparse.Namespace, overrides: dict[str, Any]) -> int
     recall = "n/a (no test split)" if result.test_recall_at_1 is None else f"{result.test_recall_at_1:.3f}"
     print(f"trained the evaluator {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
           f"test recall@1 (image to caption) {recall}")
+    info = json.loads((result.output_dir / "evaluator_index.json").read_text())
+    if info.get("test_style_accuracy") is not None:
+        print(f"style head: accuracy {info['test_style_accuracy']:.3f} on the test split's real images")
     print(f"evaluator: {result.output_dir}")
     return 0
 
@@ -418,8 +421,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {key:<24}{generated[key]:>12.4f}" + (f"{floor_value:>12.4f}" if floor_value is not None else f"{'n/a':>12}"))
     if "shapes_judge" in report:
         print("  shapes judge: " + ", ".join(f"{k} {v:.3f}" for k, v in report["shapes_judge"]["accuracy"].items()))
+    if "styles" in report:
+        _print_styles(report["styles"])
     print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return 0
+
+
+def _print_styles(styles: dict) -> None:
+    free = styles["style_free"]
+    rows = [("style accuracy", styles, "style_accuracy"), ("concept accuracy", styles, "concept_accuracy"),
+            ("style-free: styles of 12", free, "distinct_styles"), ("style-free: diversity", free, "diversity")]
+    print(f"  on {styles['images']} unseen combinations and {free['prompts']} style-free prompts:")
+    for label, source, key in rows:
+        print(f"  {label:<24}{source['generated'][key]:>12.4f}{source['real_floor'][key]:>12.4f}")
+    precision = [styles[side]["concept_r_precision"]["mean"] for side in ("generated", "real_floor")]
+    print(f"  {'concept R-precision':<24}{precision[0]:>12.4f}{precision[1]:>12.4f}")
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import csv
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
@@ -34,6 +34,7 @@ class Record:
     path: Path
     captions: tuple[str, ...]
     where: str  # "metadata.jsonl:12", for error messages
+    columns: dict = field(default_factory=dict, compare=False)  # the line's other columns (style, concept, ...)
 
 
 class ImageFolder:
@@ -100,7 +101,8 @@ class ImageFolder:
             raise DataError(f"{where}: file_name {file_name!r} leaves the dataset folder")
         if not path.is_file():
             raise DataError(f"{where}: image {file_name!r} not found")
-        return Record(path=path, captions=captions, where=where)
+        columns = {key: value for key, value in row.items() if key not in ("file_name", "text")}
+        return Record(path=path, captions=captions, where=where, columns=columns)
 
     def _reject(self, where: str, err: Exception) -> None:
         if not self.skip_invalid:

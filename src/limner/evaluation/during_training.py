@@ -31,7 +31,7 @@ class TrainingEvaluator:
         self.evaluator, text_encoder, _ = load_evaluator(evaluator_dir)
         if self.evaluator.config.resolution != resolution:
             raise ConfigError(f"the evaluator in {evaluator_dir} works at {self.evaluator.config.resolution} px, training is at {resolution} px")
-        captions, self.caption_ids, self.real = load_split(data_dir, "test", resolution, max_images=images, seed=seed)
+        captions, self.caption_ids, self.real, _ = load_split(data_dir, "test", resolution, max_images=images, seed=seed)
         train_captions = sorted(set(ImageFolder(data_dir, "train").captions) - set(captions))  # no image is read
         self.prompts = [captions[i] for i in self.caption_ids.tolist()]
         with torch.no_grad():

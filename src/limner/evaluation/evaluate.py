@@ -24,6 +24,7 @@ from limner.data import ImageFolder, builtin_data_dir
 from limner.data.builders import BUILTIN_DATASETS
 from limner.data import shapes
 from limner.errors import ConfigError, DataError
+from limner.evaluation.styles import has_styles, style_figures
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
 from limner.metrics.images import InceptionFeatures, distribution_metrics, paired_image_metrics
 from limner.models.evaluator import Evaluator
@@ -47,8 +48,10 @@ class EvaluationSet:
     extra: dict = field(default_factory=dict)
 
 
-def load_split(data_dir: Path, split: str, resolution: int, *, max_images: int | None, seed: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """(all distinct captions of the split, caption id per loaded image, images in [-1, 1]).
+def load_split(data_dir: Path, split: str, resolution: int, *, max_images: int | None, seed: int
+               ) -> tuple[list[str], torch.Tensor, torch.Tensor, list[dict]]:
+    """(all distinct captions of the split, caption id per loaded image, images in [-1, 1], each
+    loaded image's other metadata columns).
 
     With max_images, a seeded random subset of the records is chosen before any image is read.
     """
@@ -60,7 +63,7 @@ def load_split(data_dir: Path, split: str, resolution: int, *, max_images: int |
     images = from_uint8(folder.load_images(resolution, progress=False))
     index = {c: i for i, c in enumerate(captions)}
     caption_ids = torch.tensor([index[r.captions[0]] for r in folder.records])
-    return captions, caption_ids, images
+    return captions, caption_ids, images, [r.columns for r in folder.records]
 
 
 @torch.no_grad()
@@ -214,8 +217,8 @@ def evaluate(
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
     if evaluator.config.resolution != resolution:
         raise DataError(f"the evaluator in {evaluator_dir} works at {evaluator.config.resolution} px, the model at {resolution} px; train an evaluator at {resolution}")
-    captions, caption_ids, real = load_split(data_dir, split, resolution, max_images=max_images, seed=seed)
-    train_captions, _, train_real = load_split(data_dir, "train", resolution, max_images=max_images, seed=seed + 1)
+    captions, caption_ids, real, columns = load_split(data_dir, split, resolution, max_images=max_images, seed=seed)
+    train_captions, _, train_real, _ = load_split(data_dir, "train", resolution, max_images=max_images, seed=seed + 1)
     # R-precision and retrieval rank against every caption of the dataset, not only this split's
     captions = captions + sorted(set(train_captions) - set(captions))
     fake = generate_twins(pipe, captions, caption_ids, seed=seed, progress=progress)
@@ -244,6 +247,8 @@ def evaluate(
     }
     if _is_shapes(data_dir):
         report["shapes_judge"] = shapes_figures(data)
+    if has_styles(columns, evaluator):
+        report["styles"] = style_figures(evaluator, evaluator_text, pipe, data_dir, columns=columns, real=real, fake=fake, seed=seed)
     report["seconds"] = round(time.perf_counter() - started, 1)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -144,6 +144,28 @@ img { image-rendering: pixelated; max-width: 100%; }
 """
 
 
+def style_table(styles: dict) -> str:
+    """Style and concept figures on unseen combinations, and style-free prompts, beside their real floors."""
+    rows = [("style accuracy (unseen combinations)", "style_accuracy", styles),
+            ("concept accuracy among all concepts", "concept_accuracy", styles),
+            ("distinct styles among samples of a style-free prompt", "distinct_styles", styles["style_free"]),
+            ("diversity of a style-free prompt", "diversity", styles["style_free"])]
+    body = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{_cell(source['generated'][key])}</td><td>{_cell(source['real_floor'][key])}</td></tr>"
+        for label, key, source in rows
+    )
+    precision = [_cell(styles[side]["concept_r_precision"]["mean"]) for side in ("generated", "real_floor")]
+    body += f"<tr><td>concept R-precision (1 + 99)</td><td>{precision[0]}</td><td>{precision[1]}</td></tr>"
+    return (f"<p>{styles['images']} test images of unseen combinations; style read by the evaluator's style head, concept by "
+            f"ranking {styles['concepts_ranked']} concept names; {styles['style_free']['prompts']} style-free prompts, "
+            f"{styles['style_free']['samples_per_prompt']} samples each.</p>"
+            f"<table><tr><th>figure</th><th>generated</th><th>real floor</th></tr>{body}</table>")
+
+
+def _cell(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def write_report(path: Path, report: dict, data, model_dir: Path) -> None:
     network = report["feature_network"]
     sections = [
@@ -169,5 +191,7 @@ def write_report(path: Path, report: dict, data, model_dir: Path) -> None:
     ]
     if "shapes_judge" in report:
         sections += ["<h2>Shapes judge</h2>", confusion_tables(report["shapes_judge"])]
+    if "styles" in report:
+        sections += ["<h2>Styles</h2>", style_table(report["styles"])]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>limner evaluation</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
     path.write_text(page)

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limner.models.gan import RESOLUTIONS, TextStandardizer, _check_resolution, down_channel_plan, down_path
+from limner.errors import ConfigError
 from limner.models.modeling import PretrainedModel
 
 
@@ -27,6 +28,9 @@ class EvaluatorConfig:
     base_channels: int = 32
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)  # fine to coarse, as the discriminator
     embedding_dim: int = 128  # the joint image-text space
+    # the dataset's styles (its metadata's "style" column), read by a linear head on the pooled
+    # features; fitted on real images after the contrastive training, as a probe, never a loss
+    styles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_resolution(self.resolution)
@@ -47,6 +51,7 @@ class Evaluator(PretrainedModel):
             nn.Linear(config.text_dim, 2 * config.embedding_dim), nn.GELU(), nn.Linear(2 * config.embedding_dim, config.embedding_dim)
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's starting temperature
+        self.style_head = nn.Linear(channels[-1], len(config.styles)) if config.styles else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> pooled features (B, num_features): the FID/KID features."""
@@ -66,6 +71,12 @@ class Evaluator(PretrainedModel):
     def text_embedding(self, sentence: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings (B, D) of the evaluator's text encoder -> unit vectors (B, E)."""
         return F.normalize(self.text_projection(self.text_norm(sentence)), dim=-1)
+
+    def style_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, num_features) -> logits (B, len(config.styles))."""
+        if self.style_head is None:
+            raise ConfigError("this evaluator has no style head: its training data had no 'style' column")
+        return self.style_head(features)
 
     def temperature(self) -> torch.Tensor:
         """The learnt softmax temperature (a scalar tensor), at least 1/100 as in CLIP."""

@@ -17,6 +17,7 @@ from limner.models.captioner import CaptionerConfig
 from limner.models.vae import VAEConfig
 from limner.models.evaluator import EvaluatorConfig
 from limner.models.gan import RESOLUTIONS
+from limner.training.augment import parse_policy
 
 
 @dataclass
@@ -69,7 +70,17 @@ class TrainConfig:
     contrastive_temperature: float = 0.1
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
+    reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
     condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
+    # the generator's noise must matter: each step draws the first half of the batch's captions a
+    # second time from other noise and asks each pair to differ (see losses.diversity_loss)
+    diversity_weight: float = 0.0
+    # how much (mean absolute pixel difference per unit of noise difference); "auto": what real
+    # images sharing a caption show in the training data (estimate_diversity_target)
+    diversity_target: float | str = "auto"
+    # DiffAugment of real and generated images before the discriminator: comma-separated
+    # "translation", "cutout", "color" ("" for none); colour only where colour is no attribute
+    augment: str = ""
     # bidirectional terms (frozen models trained first, on the same data and text encoder)
     alignment_weight: float = 0.0         # a frozen aligner's 1 - cosine of each generated image with its caption
     aligner_dir: str | None = None        # from `limner train --model aligner`
@@ -136,6 +147,12 @@ class TrainConfig:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive, got {self.reconstruction_weight}")
+        if self.diversity_weight < 0 or self.reconstruction_pool < 1:
+            raise ConfigError(f"diversity_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
+                              f"{self.diversity_weight} and {self.reconstruction_pool}")
+        if self.diversity_target != AUTO and (isinstance(self.diversity_target, str) or self.diversity_target <= 0):
+            raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
+        parse_policy(self.augment)
         if self.contrastive_temperature <= 0:
             raise ConfigError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -162,8 +179,8 @@ class TrainConfig:
         return merge_config(self.vae, {"resolution": self.resolution, "text_dim": text_dim,
                                        "text_components": self.resolved_text_components(sentences), "text_whiten": self.text_whiten})
 
-    def evaluator_config(self, text_dim: int) -> EvaluatorConfig:
-        return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim})
+    def evaluator_config(self, text_dim: int, styles: tuple[str, ...] = ()) -> EvaluatorConfig:
+        return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim, "styles": list(styles)})
 
     def aligner_config(self, text_dim: int) -> AlignerConfig:
         return merge_config(self.aligner, {"resolution": self.resolution, "text_dim": text_dim})
@@ -172,7 +189,7 @@ class TrainConfig:
         return merge_config(self.captioner, {"resolution": self.resolution, "vocabulary": list(vocabulary)})
 
 
-PRESETS = ("shapes", "emoji")
+PRESETS = ("shapes", "emoji", "emoji-styles", "emoji-styles-32")
 AUTO = "auto"
 ANCHORED = "anchored"  # text_pooling: limner.text.AnchoredWordEncoder
 BAG_OF_WORDS = "bag-of-words"  # text_encoder: limner.text.BagOfWordsEncoder

@@ -34,6 +34,7 @@ class CaptionedImages:
     caption_ids: torch.Tensor     # long (sum of captions per image,) into `captions`
     offsets: torch.Tensor         # long (N,) where each image's caption ids start
     counts: torch.Tensor          # long (N,) how many captions each image has
+    columns: list[dict] | None = None  # each image's other metadata columns (style, concept, ...)
 
     @classmethod
     def from_folder(cls, folder: ImageFolder, images: torch.Tensor, encoder: CachedTextEncoder) -> "CaptionedImages":
@@ -49,6 +50,7 @@ class CaptionedImages:
             caption_ids=torch.tensor([i for row in ids for i in row]),
             offsets=offsets,
             counts=counts,
+            columns=[record.columns for record in folder.records],
         )
 
     def __len__(self) -> int:
@@ -136,6 +138,27 @@ class StreamingCaptionedImages:
         own = torch.stack([ids[int(torch.randint(len(ids), (1,), generator=rng))] for ids in (self._caption_ids[i] for i in index.tolist())])
         images = torch.stack([self._images[i] for i in index.tolist()])
         return from_uint8(images), own, _mismatched(own, len(self.captions), rng)
+
+
+def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:
+    """Mean absolute pixel difference (in [-1, 1]) between two real images that share a caption,
+    over up to `pairs` random pairs; raises DataError when no caption has two images."""
+    owners: dict[int, list[int]] = {}
+    for image, (start, count) in enumerate(zip(data.offsets.tolist(), data.counts.tolist())):
+        for caption in data.caption_ids[start:start + count].tolist():
+            owners.setdefault(caption, []).append(image)
+    shared = [images for images in owners.values() if len(images) >= 2]
+    if not shared:
+        raise DataError("no caption has two images, so the data shows no spread to aim for: give diversity_target a number")
+    rng = torch.Generator().manual_seed(seed)
+    firsts, seconds = [], []
+    for pick in torch.randint(len(shared), (pairs,), generator=rng).tolist():
+        members = shared[pick]
+        a, b = torch.randperm(len(members), generator=rng)[:2].tolist()
+        firsts.append(members[a])
+        seconds.append(members[b])
+    difference = from_uint8(data.images[firsts]) - from_uint8(data.images[seconds])
+    return float(difference.abs().mean())
 
 
 def _mismatched(own: torch.Tensor, captions: int, rng: torch.Generator) -> torch.Tensor:

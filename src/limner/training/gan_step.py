@@ -9,7 +9,8 @@ import torch
 
 from limner.models import Discriminator, Generator
 from limner.training.losses import (
-    alignment_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss,
+    alignment_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, diversity_loss,
+    reconstruction_loss,
 )
 
 
@@ -34,6 +35,8 @@ class GANBatch:
     noise: torch.Tensor       # (B, Z)
     generator_sentence: torch.Tensor | None = None  # what the generator conditions on, if not `sentence`
     caption_tokens: torch.Tensor | None = None      # (B, L + 1) the captioner's tokens of each caption (cycle loss)
+    pair_noise: torch.Tensor | None = None          # (P, Z) second noises for the first P captions (mode seeking)
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # what the discriminator sees (DiffAugment)
 
 
 @dataclass
@@ -58,6 +61,9 @@ def gan_train_step(
     contrastive_temperature: float = 0.1,
     image_contrastive_weight: float = 0.0,
     reconstruction_weight: float = 0.0,
+    reconstruction_pool: int = 1,
+    diversity_weight: float = 0.0,
+    diversity_target: float = 0.05,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
     guides: Guides | None = None,
 ) -> dict[str, float]:
@@ -66,25 +72,30 @@ def gan_train_step(
     With image_contrastive_weight > 0 each generated image is also asked to sit, in that
     space, next to the real images of its caption and away from the others.
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
-    the real image it shares a caption with (batch.images[i] for batch.sentence[i]).
+    the real image it shares a caption with (batch.images[i] for batch.sentence[i]), on
+    reconstruction_pool-sized cells. With diversity_weight > 0 the first P captions are drawn
+    a second time from batch.pair_noise and each pair is asked to differ by diversity_target (diversity_loss).
+    batch.augment, when given, transforms real and generated images alike before the
+    discriminator sees them (DiffAugment), in both steps.
     `sync_gradients(module)` runs between each backward and its optimiser step (data-parallel
     training averages the gradients over the processes there). `guides` add the bidirectional
     terms to the generator's loss: a frozen aligner's 1 - cosine of each image with its caption,
     and a frozen captioner's cross-entropy for the true caption given the generated image."""
     sync = sync_gradients or (lambda module: None)
+    augment = batch.augment or (lambda images: images)
     generator, discriminator = models.generator, models.discriminator
     stats: dict[str, float] = {}
     same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
     condition = batch.sentence if batch.generator_sentence is None else batch.generator_sentence
     fake = generator(batch.noise, condition)  # (B, 3, H, W), judged against batch.sentence
 
-    images = batch.images.detach().requires_grad_(True)
+    images = augment(batch.images).detach().requires_grad_(True)  # the penalty is on what D sees
     # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
     sentence = discriminator.text_norm(batch.sentence).detach().requires_grad_(True)
     real_features = discriminator.features(images)
     real_logits = discriminator.logits(real_features, sentence, standardized=True)
     mismatched_logits = discriminator.logits(real_features, batch.mismatched)
-    fake_logits = discriminator(fake.detach(), batch.sentence)
+    fake_logits = discriminator(augment(fake.detach()), batch.sentence)
     d_hinge = hinge_d_loss(real_logits, fake_logits, mismatched_logits)
     gp = matching_aware_gp(real_logits, images, sentence, weight=gp_weight, power=gp_power)
     d_total = d_hinge + gp
@@ -100,7 +111,7 @@ def gan_train_step(
     optimizers.discriminator.step()
 
     discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
-    fake_features = discriminator.features(fake)
+    fake_features = discriminator.features(augment(fake))
     g_loss = hinge_g_loss(discriminator.logits(fake_features, batch.sentence))
     g_total = g_loss
     if contrastive_weight > 0:
@@ -115,9 +126,15 @@ def gan_train_step(
             g_total = g_total + image_contrastive_weight * fake_to_real
             stats["contrastive_image"] = fake_to_real.item()
     if reconstruction_weight > 0:
-        reconstruction = reconstruction_loss(fake, batch.images)
+        reconstruction = reconstruction_loss(fake, batch.images, pool=reconstruction_pool)
         g_total = g_total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
+    if diversity_weight > 0 and batch.pair_noise is not None:
+        pairs = batch.pair_noise.shape[0]
+        second = generator(batch.pair_noise, condition[:pairs])
+        spread = diversity_loss(fake[:pairs], second, batch.noise[:pairs], batch.pair_noise, target=diversity_target)
+        g_total = g_total + diversity_weight * spread
+        stats["diversity"] = spread.item()
     if guides is not None and guides.alignment_weight > 0:
         alignment = alignment_loss(guides.aligner.score(fake, batch.sentence))
         g_total = g_total + guides.alignment_weight * alignment

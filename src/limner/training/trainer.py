@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -31,8 +32,9 @@ from limner.models import Discriminator, Generator
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
-from limner.training.config import ANCHORED, BAG_OF_WORDS, TrainConfig
-from limner.training.data import CaptionedImages, StreamingCaptionedImages
+from limner.training.augment import diff_augment, parse_policy
+from limner.training.config import ANCHORED, AUTO, BAG_OF_WORDS, TrainConfig
+from limner.training.data import CaptionedImages, StreamingCaptionedImages, estimate_diversity_target
 from limner.training.distributed import DistributedContext
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
 from limner.utils.images import make_grid, save_png
@@ -106,6 +108,7 @@ class Trainer:
         self.optimizers = self._build_optimizers()
         self.step = self._maybe_resume()
         self.training_evaluator = self._build_training_evaluator()
+        self.diversity_target = self._diversity_target()
 
     def _load_data(self) -> tuple[TextEncoder, CaptionedImages]:
         text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress)
@@ -141,6 +144,20 @@ class Trainer:
             tokens = captioner.vocabulary.encode(self.data.captions, captioner.captioner.config.max_length)
             guides.captioner = captioner.captioner.to(self.dist.device).eval().requires_grad_(False)
         return guides, tokens
+
+    def _diversity_target(self) -> float:
+        """The pixel spread per unit of noise that the diversity term asks for ("auto": the training data's)."""
+        config = self.config
+        if config.diversity_weight <= 0:
+            return 0.0
+        if config.diversity_target != AUTO:
+            return float(config.diversity_target)
+        if not isinstance(self.data, CaptionedImages):
+            raise ConfigError('diversity_target "auto" reads an imagefolder held in memory; with shards give a number, e.g. 0.05')
+        noise_distance = 2 / math.sqrt(math.pi)  # E|a - b| for independent standard normals
+        target = estimate_diversity_target(self.data, seed=config.seed) / noise_distance
+        log.info("diversity target %.4f (real images sharing a caption differ by %.4f per pixel)", target, target * noise_distance)
+        return target
 
     def _build_optimizers(self) -> GANOptimizers:
         betas = (self.config.adam_beta1, self.config.adam_beta2)
@@ -252,6 +269,13 @@ class Trainer:
             batch.generator_sentence = batch.sentence + offsets.to(device)
         if self.caption_tokens is not None:
             batch.caption_tokens = self.caption_tokens[own].to(device)
+        if config.diversity_weight > 0:
+            pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
+            batch.pair_noise = pair_noise[: max(1, pair_noise.shape[0] // 2)].to(device)
+        policy = parse_policy(config.augment)
+        if policy:
+            seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
+            batch.augment = lambda images: diff_augment(images, policy, torch.Generator().manual_seed(seed))
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -260,7 +284,8 @@ class Trainer:
                 gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
-                reconstruction_weight=config.reconstruction_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
+                reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
+                diversity_weight=config.diversity_weight, diversity_target=self.diversity_target, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
     def _validate(self, writer, *, final: bool = False) -> None:

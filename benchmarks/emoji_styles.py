@@ -1,0 +1,101 @@
+"""Emoji-styles benchmark: train the preset's evaluator, then the GAN in segments under a
+wall-clock budget, evaluating after each segment, so every figure comes with its curve
+against training minutes (and steps: the machine's speed varies from day to day, so the
+sgemm ceiling measured at the start is printed too).
+
+    python benchmarks/emoji_styles.py                                   # 64 px, 10/20/40/60 minutes
+    python benchmarks/emoji_styles.py --preset emoji-styles-32 --marks 5 10 15
+    python benchmarks/emoji_styles.py --override '{"diversity_weight": 0}' --output-dir outputs/benchmarks/no_diversity
+
+Targets (issue "Real pictures", 64 px, 60 minutes): style accuracy on unseen combinations >= 0.80;
+concept R-precision >= 70% of the real images'; FID <= 2x the real floor; style-free prompts
+>= 3 distinct styles among 12 samples and diversity >= 50% of the real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from limner.evaluation import evaluate
+from limner.training import build_train_config, train
+from limner.training.evaluator_trainer import train_evaluator
+
+
+def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def summary_row(minutes: float, steps: int, report: dict) -> dict:
+    generated, floor = report["generated"], report["real_floor"]
+    styles = report["styles"]
+    free = styles["style_free"]
+    return {
+        "minutes": minutes, "steps": steps,
+        "style_accuracy": styles["generated"]["style_accuracy"], "style_accuracy_real": styles["real_floor"]["style_accuracy"],
+        "concept_r_precision": styles["generated"]["concept_r_precision"]["mean"],
+        "concept_r_precision_real": styles["real_floor"]["concept_r_precision"]["mean"],
+        "fid": generated["fid"], "fid_floor": floor["fid"],
+        "distinct_styles": free["generated"]["distinct_styles"], "distinct_styles_real": free["real_floor"]["distinct_styles"],
+        "style_free_diversity": free["generated"]["diversity"], "style_free_diversity_real": free["real_floor"]["diversity"],
+    }
+
+
+def print_row(row: dict) -> None:
+    print(f"  {row['minutes']:>4g} min {row['steps']:>6} steps | style acc {row['style_accuracy']:.3f} (real {row['style_accuracy_real']:.3f})"
+          f" | concept R-prec {row['concept_r_precision']:.3f} (real {row['concept_r_precision_real']:.3f},"
+          f" {row['concept_r_precision'] / max(row['concept_r_precision_real'], 1e-9):.0%})"
+          f" | FID {row['fid']:.2f} (floor {row['fid_floor']:.2f}, {row['fid'] / max(row['fid_floor'], 1e-9):.1f}x)"
+          f" | style-free: {row['distinct_styles']:.2f} styles of 12 (real {row['distinct_styles_real']:.2f}),"
+          f" diversity {row['style_free_diversity']:.3f} (real {row['style_free_diversity_real']:.3f},"
+          f" {row['style_free_diversity'] / max(row['style_free_diversity_real'], 1e-9):.0%})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="emoji-styles")
+    parser.add_argument("--marks", type=float, nargs="+", default=[10, 20, 40, 60], help="cumulative training minutes to evaluate at")
+    parser.add_argument("--evaluator-minutes", type=float, default=4)
+    parser.add_argument("--evaluator-dir", default=None, help="reuse a trained evaluator")
+    parser.add_argument("--output-dir", default="outputs/benchmarks/emoji_styles")
+    parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
+    parser.add_argument("--max-images", type=int, default=2000)
+    args = parser.parse_args()
+    out = Path(args.output_dir)
+    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
+    overrides = json.loads(args.override)
+
+    evaluator_dir = Path(args.evaluator_dir) if args.evaluator_dir else out / "evaluator"
+    if not args.evaluator_dir:
+        config = build_train_config(args.preset, {"model": "evaluator", "output_dir": str(evaluator_dir), "seed": 1234,
+                                                   "max_train_minutes": args.evaluator_minutes, "train_batch_size": 64})
+        result = train_evaluator(config)
+        info = json.loads((evaluator_dir / "evaluator_index.json").read_text())
+        print(f"evaluator: {result.steps} steps, test recall@1 {result.test_recall_at_1}, style head accuracy on real test "
+              f"images {info['test_style_accuracy']}", flush=True)
+
+    rows, done_minutes = [], 0.0
+    model_dir = out / "model"
+    for mark in args.marks:
+        config = build_train_config(args.preset, {**overrides, "output_dir": str(model_dir), "max_train_minutes": mark - done_minutes,
+                                                  "resume_from_checkpoint": "latest" if done_minutes else None})
+        trained = train(config)
+        done_minutes = mark
+        report = evaluate(model_dir, config.train_data_dir, evaluator_dir, output_dir=out / f"evaluation-{mark:g}min",
+                          max_images=args.max_images, progress=False)
+        rows.append(summary_row(mark, trained.steps, report))
+        print_row(rows[-1])
+        (out / "summary.json").write_text(json.dumps({"preset": args.preset, "override": overrides, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
