@@ -60,6 +60,35 @@ def print_row(row: dict) -> None:
           f" {row['style_free_diversity'] / max(row['style_free_diversity_real'], 1e-9):.0%})", flush=True)
 
 
+def sample_grid(model_dir: Path, data_dir: Path, path: Path, *, combinations: int = 8, style_free: int = 4, seeds: int = 8) -> None:
+    """Rows of unseen combinations (the real image of that concept in that style first, then `seeds`
+    samples), then style-free prompts (a blank first, then `seeds` samples)."""
+    from PIL import Image
+
+    from limner.data import ImageFolder
+    from limner.pipelines import TextToImagePipeline
+    from limner.utils.images import make_grid, save_png
+
+    pipe = TextToImagePipeline.from_pretrained(model_dir)
+    resolution = pipe.generator.config.resolution
+    records = [r for r in ImageFolder(data_dir, "test").records if r.columns.get("split_kind") == "unseen_combination"]
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(0)).tolist()
+    picked = [records[i] for i in order[:combinations]]
+    free = sorted({r.columns["concept"] for r in records})
+    free = [free[i] for i in torch.randperm(len(free), generator=torch.Generator().manual_seed(1))[:style_free].tolist()]
+    tiles, labels = [], []
+    for record in picked:
+        tiles.append(Image.open(record.path).convert("RGB").resize((resolution, resolution)))
+        tiles += pipe([record.captions[0]], num_images_per_prompt=seeds, seed=0)
+        labels.append(record.captions[0])
+    for concept in free:
+        tiles.append(Image.new("RGB", (resolution, resolution), (255, 255, 255)))
+        tiles += pipe([concept], num_images_per_prompt=seeds, seed=0)
+        labels.append(f"{concept} (no style)")
+    grid = make_grid(tiles, seeds + 1, row_labels=labels, scale=max(1, 128 // resolution))
+    save_png(grid, path, {"model": str(model_dir), "seeds": "0..7"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="emoji-styles")
@@ -69,8 +98,15 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/benchmarks/emoji_styles")
     parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
     parser.add_argument("--max-images", type=int, default=2000)
+    parser.add_argument("--grid-only", action="store_true", help="only draw the sample grid of the model in --output-dir")
     args = parser.parse_args()
     out = Path(args.output_dir)
+    if args.grid_only:
+        config = build_train_config(args.preset, {})
+        from limner.training.trainer import resolve_data_dir
+
+        sample_grid(out / "model", resolve_data_dir(config), out / "samples_grid.png")
+        return
     print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
     overrides = json.loads(args.override)
 
@@ -95,6 +131,7 @@ def main() -> None:
         rows.append(summary_row(mark, trained.steps, report))
         print_row(rows[-1])
         (out / "summary.json").write_text(json.dumps({"preset": args.preset, "override": overrides, "rows": rows}, indent=2) + "\n")
+    sample_grid(model_dir, Path(report["data"]), out / "samples_grid.png")
 
 
 if __name__ == "__main__":
