@@ -12,14 +12,20 @@ from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
 def tiny_runs(tiny_shapes, tmp_path_factory):
     """A 3-step GAN and a 20-step evaluator on the tiny shapes set (bag-of-words text)."""
     root = tmp_path_factory.mktemp("runs")
+    _train_tiny_gan_and_evaluator(root, tiny_shapes, evaluator_steps=20)
+    return root
+
+
+def _train_tiny_gan_and_evaluator(root, data, *, evaluator_steps: int) -> None:
+    """A 3-step GAN in root/gan and an evaluator in root/evaluator, tiny widths, bag-of-words text."""
     config = root / "tiny.json"
     config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2,
                                   "evaluator": {"base_channels": 4, "embedding_dim": 16}}))
-    common = ["--config", str(config), "--train-data-dir", str(tiny_shapes), "--text-encoder", "bag-of-words",
+    common = ["--config", str(config), "--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
               "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
     assert main(["train", *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
-    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", "20", "--output-dir", str(root / "evaluator")]) == 0
-    return root
+    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", str(evaluator_steps),
+                 "--output-dir", str(root / "evaluator")]) == 0
 
 
 def test_evaluator_saves_and_loads_with_its_text_encoder(tiny_runs):
@@ -124,13 +130,7 @@ def styled_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("styled")
     data = root / "corpus"
     build_emoji_styles(data, resolution=32, tarballs=fixture_tarballs(root / "npm", extra_concepts=31), workers=1, progress=False)
-    config = root / "tiny.json"
-    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2,
-                                  "evaluator": {"base_channels": 4, "embedding_dim": 16}}))
-    common = ["--config", str(config), "--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
-              "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
-    assert main(["train", *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
-    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", "30", "--output-dir", str(root / "evaluator")]) == 0
+    _train_tiny_gan_and_evaluator(root, data, evaluator_steps=30)
     return root
 
 
