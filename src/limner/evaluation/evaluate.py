@@ -75,11 +75,6 @@ def generate_twins(pipe: TextToImagePipeline, captions: list[str], caption_ids: 
     return torch.cat(chunks)
 
 
-@torch.no_grad()
-def _features(evaluator: Evaluator, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([evaluator(chunk) for chunk in images.split(512)])
-
-
 def _second_real_of_same_caption(caption_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs (i, j), i != j, of real images with one caption (each image with the next of its
     caption, cyclically): the PSNR/SSIM floor."""
@@ -137,19 +132,19 @@ def compute_metrics(
         floor.update({"psnr": None, "ssim": None, "n": 0})
     steps.update()
 
-    fake_features, real_features = _features(evaluator, data.fake), _features(evaluator, data.real)
+    fake_features, real_features = evaluator.pooled_features(data.fake), evaluator.pooled_features(data.real)
     generated.update(text_image_figures(evaluator, text_table, fake_features, data.caption_ids, seed=seed))
     floor.update(text_image_figures(evaluator, text_table, real_features, data.caption_ids, seed=seed))
     steps.update()
 
-    generated["diversity"] = diversity(_features(evaluator, data.diverse), data.diverse_ids)
+    generated["diversity"] = diversity(evaluator.pooled_features(data.diverse), data.diverse_ids)
     try:
         floor["diversity"] = diversity(real_features, data.caption_ids)
     except ValueError:  # no caption has two real images in this split: no floor
         floor["diversity"] = None
     steps.update()
 
-    train_features = _features(evaluator, data.train_real)
+    train_features = evaluator.pooled_features(data.train_real)
     fake_nn, fake_nn_index = nearest_neighbours(fake_features, train_features)
     real_nn, _ = nearest_neighbours(real_features, train_features)
     generated["nearest_train_distance"] = float(fake_nn.mean())

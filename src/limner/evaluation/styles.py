@@ -25,11 +25,6 @@ def has_styles(columns: list[dict], evaluator: Evaluator) -> bool:
     return bool(evaluator.config.styles) and bool(columns) and all("style" in c and "concept" in c for c in columns)
 
 
-@torch.no_grad()
-def _features(evaluator: Evaluator, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([evaluator(chunk) for chunk in images.split(512)])
-
-
 def _read_styles(evaluator: Evaluator, features: torch.Tensor) -> torch.Tensor:
     return evaluator.style_logits(features).argmax(1)
 
@@ -55,7 +50,7 @@ def style_figures(evaluator: Evaluator, evaluator_text: TextEncoder, pipe: TextT
     labels = _style_labels(evaluator, picked)
     figures = {"images": int(unseen.sum()), "concepts_ranked": len(concepts)}
     for name, images in (("generated", fake[unseen]), ("real_floor", real[unseen])):
-        features = _features(evaluator, images)
+        features = evaluator.pooled_features(images)
         vectors = evaluator.embed_features(features)
         folds = min(10, len(picked))
         figures[name] = {
@@ -83,9 +78,9 @@ def style_free_figures(evaluator: Evaluator, pipe: TextToImagePipeline, data_dir
     chosen = [concepts[i] for i in order.tolist()]
     generated = pipe.generate_tensors([c for c in chosen for _ in range(samples)], seed=seed + 7)
     ids = torch.arange(len(chosen)).repeat_interleave(samples)
-    features = _features(evaluator, generated)
+    features = evaluator.pooled_features(generated)
     real_images, real_ids = _real_images_of(data_dir, chosen, evaluator.config.resolution)
-    real_features = _features(evaluator, real_images)
+    real_features = evaluator.pooled_features(real_images)
     return {
         "prompts": len(chosen), "samples_per_prompt": samples,
         "generated": {"distinct_styles": _distinct(_read_styles(evaluator, features), ids),

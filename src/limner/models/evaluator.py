@@ -60,6 +60,11 @@ class Evaluator(PretrainedModel):
         x = self.blocks(self.from_rgb(images))
         return F.leaky_relu(x, 0.2).mean(dim=(2, 3))
 
+    @torch.no_grad()
+    def pooled_features(self, images: torch.Tensor, *, chunk: int = 512) -> torch.Tensor:
+        """forward over (N, 3, H, W) in [-1, 1] in chunks, without gradients -> (N, num_features)."""
+        return torch.cat([self(part) for part in images.split(chunk)])
+
     def image_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> unit vectors (B, E) in the joint space."""
         return self.embed_features(self(images))

@@ -72,16 +72,10 @@ def style_ids(columns: list[dict], styles: tuple[str, ...]) -> torch.Tensor:
     return torch.tensor([index[row["style"]] for row in columns])
 
 
-@torch.no_grad()
-def pooled_features(evaluator: Evaluator, images: torch.Tensor, *, chunk: int = 512) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1] -> the evaluator's pooled features (N, num_features)."""
-    return torch.cat([evaluator(part) for part in images.split(chunk)])
-
-
 def fit_style_head(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 500, seed: int = 0) -> float:
     """Fit the style head as a linear probe on the frozen evaluator's features of real images
     (full batch, Adam, weight decay); returns its training accuracy."""
-    features = pooled_features(evaluator, images)
+    features = evaluator.pooled_features(images)
     torch.manual_seed(seed)
     head = evaluator.style_head
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
@@ -106,7 +100,7 @@ def test_style_accuracy(evaluator: Evaluator, data_dir: Path, resolution: int) -
         return None
     records, images = split
     labels = style_ids([r.columns for r in records], evaluator.config.styles)
-    return round((evaluator.style_logits(pooled_features(evaluator, images)).argmax(1) == labels).float().mean().item(), 4)
+    return round((evaluator.style_logits(evaluator.pooled_features(images)).argmax(1) == labels).float().mean().item(), 4)
 
 
 def save_evaluator(folder: Path, evaluator: Evaluator, text_encoder: TextEncoder, info: dict) -> None:

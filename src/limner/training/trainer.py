@@ -109,6 +109,7 @@ class Trainer:
         self.step = self._maybe_resume()
         self.training_evaluator = self._build_training_evaluator()
         self.diversity_target = self._diversity_target()
+        self.augment_policy = parse_policy(config.augment)
 
     def _load_data(self) -> tuple[TextEncoder, CaptionedImages]:
         text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress)
@@ -272,7 +273,7 @@ class Trainer:
         if config.diversity_weight > 0:
             pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
             batch.pair_noise = pair_noise[: max(1, pair_noise.shape[0] // 2)].to(device)
-        policy = parse_policy(config.augment)
+        policy = self.augment_policy
         if policy:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
             batch.augment = lambda images: diff_augment(images, policy, torch.Generator().manual_seed(seed))
