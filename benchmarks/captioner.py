@@ -22,7 +22,7 @@ from limner.metrics.captions import cider_d, corpus_bleu
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.training import build_train_config
 from limner.training.captioner_trainer import train_captioner
-from limner.training.trainer import resolve_data_dir
+from limner.training.data import resolve_data_dir
 from limner.utils.images import from_uint8, to_pil
 
 

@@ -6,6 +6,7 @@ sgemm ceiling measured at the start is printed too).
     python benchmarks/emoji_styles.py                                   # 64 px, 10/20/40/60 minutes
     python benchmarks/emoji_styles.py --preset emoji-styles-32 --marks 5 10 15
     python benchmarks/emoji_styles.py --override '{"diversity_weight": 0}' --output-dir outputs/benchmarks/no_diversity
+    python benchmarks/emoji_styles.py --model vae --marks 10 --evaluator-dir outputs/benchmarks/emoji_styles/evaluator
 
 Targets (issue "Real pictures", 64 px, 60 minutes): style accuracy on unseen combinations >= 0.80;
 concept R-precision >= 70% of the real images'; FID <= 2x the real floor; style-free prompts
@@ -24,6 +25,7 @@ import torch
 from limner.evaluation import evaluate
 from limner.training import build_train_config, train
 from limner.training.evaluator_trainer import train_evaluator
+from limner.training.vae_trainer import train_vae
 
 
 def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -93,7 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="emoji-styles")
     parser.add_argument("--marks", type=float, nargs="+", default=[10, 20, 40, 60], help="cumulative training minutes to evaluate at")
-    parser.add_argument("--evaluator-minutes", type=float, default=4)
+    parser.add_argument("--model", choices=("gan", "vae"), default="gan",
+                        help="vae: the conditional VAE on the same data, trained once for the last mark (it does not resume)")
+    parser.add_argument("--evaluator-minutes", type=float, default=12)
     parser.add_argument("--evaluator-dir", default=None, help="reuse a trained evaluator")
     parser.add_argument("--output-dir", default="outputs/benchmarks/emoji_styles")
     parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
@@ -103,7 +107,7 @@ def main() -> None:
     out = Path(args.output_dir)
     if args.grid_only:
         config = build_train_config(args.preset, {})
-        from limner.training.trainer import resolve_data_dir
+        from limner.training.data import resolve_data_dir
 
         sample_grid(out / "model", resolve_data_dir(config), out / "samples_grid.png")
         return
@@ -121,16 +125,21 @@ def main() -> None:
 
     rows, done_minutes = [], 0.0
     model_dir = out / "model"
-    for mark in args.marks:
-        config = build_train_config(args.preset, {**overrides, "output_dir": str(model_dir), "max_train_minutes": mark - done_minutes,
-                                                  "resume_from_checkpoint": "latest" if done_minutes else None})
-        trained = train(config)
+    marks = args.marks[-1:] if args.model == "vae" else args.marks
+    for mark in marks:
+        if args.model == "vae":
+            config = build_train_config(args.preset, {**overrides, "model": "vae", "output_dir": str(model_dir), "max_train_minutes": mark})
+            trained = train_vae(config)
+        else:
+            config = build_train_config(args.preset, {**overrides, "output_dir": str(model_dir), "max_train_minutes": mark - done_minutes,
+                                                      "resume_from_checkpoint": "latest" if done_minutes else None})
+            trained = train(config)
         done_minutes = mark
         report = evaluate(model_dir, config.train_data_dir, evaluator_dir, output_dir=out / f"evaluation-{mark:g}min",
                           max_images=args.max_images, progress=False)
         rows.append(summary_row(mark, trained.steps, report))
         print_row(rows[-1])
-        (out / "summary.json").write_text(json.dumps({"preset": args.preset, "override": overrides, "rows": rows}, indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps({"preset": args.preset, "model": args.model, "override": overrides, "rows": rows}, indent=2) + "\n")
     sample_grid(model_dir, Path(report["data"]), out / "samples_grid.png")
 
 

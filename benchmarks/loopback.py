@@ -27,7 +27,7 @@ def fresh_model(folder: Path) -> Path:
     cost of serving depends on the architecture, not on what the weights learnt."""
     from limner.models import Generator
     from limner.training import build_train_config
-    from limner.training.trainer import build_text_encoder
+    from limner.training.data import build_text_encoder
 
     config = build_train_config("shapes")
     encoder = build_text_encoder(config, PROMPTS)
@@ -123,11 +123,6 @@ class RawConnection:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
-
-
-def server_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_seconds(pid: int) -> float:

@@ -84,7 +84,8 @@ def generator_runner(generator: Generator, backend: str, folder: Path):
         return generator.to(memory_format=torch.channels_last)
     if backend == "compile":
         return torch.compile(generator)
-    from limner.export.onnx import OnnxGenerator, export_generator
+    from limner.export.onnx import export_generator
+    from limner.pipelines.onnx_backend import OnnxGenerator
 
     path = folder / f"generator-{generator.config.resolution}.onnx"
     export_generator(generator, path)
@@ -115,7 +116,8 @@ def generation(args, ceiling: float, folder: Path) -> list[dict]:
 
 @torch.no_grad()
 def text_encoding(args, folder: Path) -> dict:
-    from limner.export.onnx import OnnxTextEncoder, export_text_encoder
+    from limner.export.onnx import export_text_encoder
+    from limner.pipelines.onnx_backend import OnnxTextEncoder
     from limner.text import HuggingFaceTextEncoder
 
     encoder = HuggingFaceTextEncoder()

@@ -44,3 +44,5 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "dataset folder not found" in capsys.readouterr().err
     assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--resolution", "40"]) == 2
     assert "multiple of 16" in capsys.readouterr().err
+    assert main(["train", "--preset", "shapes", "--text-pooling", "foo"]) == 2
+    assert "text_pooling must be one of" in capsys.readouterr().err

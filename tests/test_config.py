@@ -38,6 +38,16 @@ def test_bad_values_are_rejected():
         build_train_config(None, {"train_batch_size": 1})
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         build_train_config("nope")
+    with pytest.raises(ConfigError, match="reconstruction_best_of must be 1 or 2"):
+        build_train_config(None, {"reconstruction_best_of": 3})
+    with pytest.raises(ConfigError, match=r"evaluator_resolution .* at most resolution \(32\), got 64"):
+        build_train_config(None, {"resolution": 32, "evaluator_resolution": 64})
+
+
+def test_the_evaluator_may_read_images_below_the_training_resolution():
+    config = build_train_config("emoji-styles", {})
+    assert config.resolution == 64 and config.evaluator_config(384).resolution == 32
+    assert build_train_config(None, {"resolution": 64}).evaluator_config(384).resolution == 64  # unset: the training resolution
 
 
 def test_tuples_survive_the_trip():

@@ -4,7 +4,7 @@ import pytest
 
 from limner.cli import main
 from limner.errors import ModelLoadError
-from limner.training.evaluator_trainer import load_evaluator
+from limner.pipelines.evaluator import load_evaluator
 from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
 
 

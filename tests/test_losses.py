@@ -88,3 +88,17 @@ def test_pooled_reconstruction_ignores_shifts_within_a_cell():
     shifted[..., 1, 1] = 1.0  # one pixel away, inside the same 4 x 4 cell
     assert reconstruction_loss(shifted, real) > 0
     assert reconstruction_loss(shifted, real, pool=4) == 0
+
+
+def test_best_of_reconstruction_pulls_only_the_nearer_sample():
+    from limner.training.losses import best_of_reconstruction_loss
+
+    real = torch.zeros(2, 3, 4, 4)
+    near = torch.full((2, 3, 4, 4), 0.1, requires_grad=True)
+    far = torch.full((2, 3, 4, 4), 0.5, requires_grad=True)
+    far.data[1] = -0.05  # the second image's nearer sample is in `far`
+    loss = best_of_reconstruction_loss([near, far], real)
+    assert loss.item() == pytest.approx((0.1 + 0.05) / 2)
+    loss.backward()
+    assert near.grad[0].abs().sum() > 0 and near.grad[1].abs().sum() == 0
+    assert far.grad[0].abs().sum() == 0 and far.grad[1].abs().sum() > 0

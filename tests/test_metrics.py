@@ -144,3 +144,19 @@ def test_fid_of_a_set_against_itself_is_zero_and_kid_of_one_distribution_is_near
     metrics.update(torch.randn(500, 8, generator=generator, dtype=torch.float64) + 0.5, real=False)
     shifted = metrics.compute()
     assert abs(same["kid_mean"]) < 3 * same["kid_std"] and shifted["kid_mean"] > 0.5
+
+
+def test_distribution_metrics_keep_features_not_images():
+    images = torch.rand(64, 3, 8, 8) * 2 - 1
+    fakes = (torch.rand(64, 3, 8, 8) * 2 - 1) * 0.5
+    by_images = DistributionMetrics(_MeanColour(), kid_subsets=5, kid_subset_size=32)
+    by_images.update(images, real=True)
+    by_images.update(fakes, real=False)
+    assert by_images.real[0].shape == (64, 6) and by_images.fake[0].shape == (64, 6)  # 6 numbers an image, not 192
+    by_features = DistributionMetrics(_MeanColour(), kid_subsets=5, kid_subset_size=32)
+    by_features.update_features(_MeanColour()(images), real=True)
+    by_features.update_features(_MeanColour()(fakes), real=False)
+    torch.manual_seed(0)
+    first = by_images.compute()
+    torch.manual_seed(0)
+    assert by_features.compute() == pytest.approx(first)

@@ -127,3 +127,14 @@ def test_whitening_gives_every_kept_direction_the_same_spread(tmp_path):
     assert torch.equal(Generator.from_pretrained(tmp_path / "g").text_norm(sentences), generator.text_norm(sentences))
     with pytest.raises(ConfigError, match="text_whiten needs text_components"):
         Generator(tiny_generator_config(text_whiten=True))
+
+
+def test_an_evaluator_judges_images_at_its_resolution_and_above_only():
+    from limner.models.evaluator import Evaluator, EvaluatorConfig
+
+    evaluator = Evaluator(EvaluatorConfig(resolution=16, text_dim=8, base_channels=4)).eval()
+    evaluator.check_can_judge(16)
+    evaluator.check_can_judge(64)  # larger images are downsampled before it reads them
+    assert evaluator(torch.zeros(2, 3, 64, 64)).shape == (2, evaluator.num_features)
+    with pytest.raises(ConfigError, match="cannot judge 8 px"):
+        evaluator.check_can_judge(8)

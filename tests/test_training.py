@@ -253,3 +253,23 @@ def test_diversity_target_is_the_spread_of_real_images_sharing_a_caption():
     lonely = CaptionedImages(images, list("abcd"), torch.zeros(4, 3), torch.arange(4), torch.arange(4), torch.ones(4, dtype=torch.long))
     with pytest.raises(DataError, match="no caption has two images"):
         estimate_diversity_target(lonely)
+
+
+def test_best_of_two_reconstruction_lets_one_caption_keep_two_looks():
+    """One caption, two real images (a square top-left or bottom-right): the plain reconstruction
+    term pulls every sample onto their blurred mean; best-of-two lets the noise choose one."""
+    spreads = {}
+    for best_of_two in (False, True):
+        models, optimizers = _models()
+        target = torch.full((8, 3, 32, 32), -1.0)
+        target[:4, 0, 2:14, 2:14] = 1.0
+        target[4:, 1, 18:30, 18:30] = 1.0
+        captions = torch.eye(12)[:1].repeat(8, 1)
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(150):
+            batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
+                             pair_noise=torch.randn(8, 8, generator=rng))
+            losses = gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_best_of_two=best_of_two)
+        spreads[best_of_two] = _noise_spread(models.generator, captions[:1])
+        assert math.isfinite(losses["reconstruction"])
+    assert spreads[True] > 3 * spreads[False], spreads

@@ -60,7 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limner", description="Words into pictures: text-to-image GANs on a pretrained language model.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_data(commands)
+    _add_train(commands)
+    _add_generate(commands)
+    _add_evaluate(commands)
+    _add_serve(commands)
+    _add_roundtrip(commands)
+    _add_rank(commands)
+    _add_export(commands)
+    _add_keys(commands)
+    return parser
 
+
+def _add_data(commands) -> None:
+    """`limner data`: builtin datasets and tar shards."""
     data = commands.add_parser("data", help="build a builtin dataset as an imagefolder").add_subparsers(dest="dataset", required=True)
     shapes = data.add_parser("shapes", help="the compositional shapes dataset")
     shapes.add_argument("--out", required=True)
@@ -87,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to pack (missing ones are skipped)")
     pack.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad entries instead of stopping")
 
+
+def _add_train(commands) -> None:
+    """`limner train`: every TrainConfig flag of the table above."""
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes, emoji, emoji-styles or emoji-styles-32 (flags override it)")
     train.add_argument("--model", default="gan", choices=["gan", "vae", "evaluator", "captioner", "aligner"],
@@ -99,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_generate(commands) -> None:
+    """`limner generate` and `limner caption`."""
     generate = commands.add_parser("generate", help="generate images from a trained model")
     generate.add_argument("model_dir")
     generate.add_argument("prompts", nargs="+")
@@ -113,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--beams", type=int, default=None, help="beam width (default: the model's; 1 is greedy)")
     caption.add_argument("--max-length", type=int, default=None, help="at most this many tokens")
 
+
+def _add_evaluate(commands) -> None:
+    """`limner evaluate`."""
     evaluate = commands.add_parser("evaluate", help="score a model: metrics.json and report.html")
     evaluate.add_argument("model_dir")
     evaluate.add_argument("--data", required=True, help="the imagefolder the model was trained on, or a builtin dataset: shapes, emoji")
@@ -125,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="FID/KID features: the evaluator (default) or Inception-v3 (needs torch-fidelity and its weights)")
     evaluate.add_argument("--no-progress", action="store_true")
 
+
+def _add_serve(commands) -> None:
+    """`limner serve`."""
     serve = commands.add_parser("serve", help="serve models over the OpenAI Images API, with a web page at /")
     serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR", help="model folders; the name defaults to the folder's")
     serve.add_argument("--host", default="127.0.0.1", help="listen address; anything beyond loopback needs --api-keys")
@@ -135,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
     serve.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
 
+
+def _add_roundtrip(commands) -> None:
+    """`limner roundtrip`."""
     roundtrip = commands.add_parser("roundtrip", help="text to image to text: generate, then caption what was drawn")
     roundtrip.add_argument("generator_dir")
     roundtrip.add_argument("captioner_dir")
@@ -143,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     roundtrip.add_argument("--seed", type=int, default=0)
     roundtrip.add_argument("-o", "--output", default="roundtrip.png", help="a grid of the images, each row labelled with its prompt")
 
+
+def _add_rank(commands) -> None:
+    """`limner rank`."""
     rank = commands.add_parser("rank", help="rank captions for an image, or images for a caption, with a trained aligner")
     rank.add_argument("model_dir")
     rank.add_argument("--image", default=None, help="an image whose --captions to rank")
@@ -150,17 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--caption", default=None, help="a caption whose --images to rank")
     rank.add_argument("--images", nargs="+", default=None)
 
+
+def _add_export(commands) -> None:
+    """`limner export`."""
     export = commands.add_parser("export", help="export a text-to-image model for fast inference (ONNX)")
     export.add_argument("model_dir")
     export.add_argument("--format", choices=["onnx"], default="onnx")
 
+
+def _add_keys(commands) -> None:
+    """`limner keys`."""
     keys = commands.add_parser("keys", help="create, revoke or list API keys for `limner serve`")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
     keys.add_argument("--file", required=True, help="the key file (created if absent)")
     keys.add_argument("--rate-limit-per-minute", type=float, default=None, help="create: this key's own limit (default: the server's)")
     keys.add_argument("--rate-limit-burst", type=int, default=None, help="create: this key's own burst (default: the server's)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from limner.data import emoji as emoji_data
-from limner.data import shapes
+import limner.data.emoji as emoji_data
+import limner.data.shapes as shapes
 from limner.data.imagefolder import write_imagefolder
 from limner.errors import ConfigError
 

@@ -29,7 +29,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from limner.data.emoji_sources import PACKAGES, STYLES, SourceImage, cache_folder, fetch_tarballs, read_all
-from limner.data.imagefolder import MAX_IMAGE_PIXELS, to_rgb
+from limner.data.imagefolder import MAX_IMAGE_PIXELS
+from limner.utils.images import to_rgb
 from limner.errors import ConfigError, DataError, DependencyError
 
 RESOLUTIONS = (32, 64, 128)

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from limner.errors import DataError
+from limner.utils.images import square_resize, to_rgb
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # far above any training image; a bomb declares more
@@ -146,30 +147,6 @@ def load_image_array(source: Path | BinaryIO, resolution: int, *, where: str = "
     except (UnidentifiedImageError, OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
         raise DataError(f"{where or name}: cannot read image {name!r} ({err})") from err
     return np.asarray(square_resize(rgb, resolution))
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB: alpha over white, 16-bit and float greys rescaled."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "P", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def square_resize(image: Image.Image, resolution: int) -> Image.Image:
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    if side != resolution:
-        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return image
 
 
 def write_imagefolder(root: str | Path, split: str, items: Iterable[tuple[Image.Image, str]], *, total: int | None = None) -> int:

@@ -20,6 +20,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from limner.errors import ConfigError
+
 COLORS = {
     "red": (230, 40, 40),
     "green": (40, 190, 70),
@@ -82,13 +84,13 @@ def parse_caption(caption: str) -> Composition:
     for composition in all_compositions():
         if composition.caption == caption.strip().lower():
             return composition
-    raise ValueError(f"not a shapes caption: {caption!r}")
+    raise ConfigError(f"not a shapes caption: {caption!r}")
 
 
 def render(composition: Composition, resolution: int, rng: random.Random) -> Image.Image:
     """One image of `composition` with the spec's jitter drawn from `rng`."""
     if resolution < 32 or resolution % 16:
-        raise ValueError(f"shapes resolution must be a multiple of 16 and at least 32, got {resolution}")
+        raise ConfigError(f"shapes resolution must be a multiple of 16 and at least 32, got {resolution}")
     big = resolution * _SUPERSAMPLE
     side = SIZES[composition.size] * rng.uniform(0.95, 1.05) * big
     cx, cy = POSITIONS[composition.position]

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from limner.data.imagefolder import ImageFolder, load_image_array
-from limner.errors import DataError
+from limner.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -43,7 +43,7 @@ def pack_shards(root: str | Path, out: str | Path, *, split: str = "train", shar
     """Write one imagefolder split as shards of `shard_size` samples; returns their paths.
     Each shard is written under a temporary name and renamed when complete."""
     if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     folder = ImageFolder(root, split, skip_invalid=skip_invalid)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from limner.errors import ConfigError
 from limner.evaluation.evaluate import load_split
 from limner.metrics.alignment import r_precision
 from limner.metrics.images import distribution_metrics
-from limner.training.evaluator_trainer import load_evaluator
+from limner.pipelines.evaluator import load_evaluator
 
 # metric -> whether higher is better
 BEST_METRICS = {"kid_mean": False, "fid": False, "r_precision": True}
@@ -29,8 +29,7 @@ class TrainingEvaluator:
         if metric not in BEST_METRICS:
             raise ConfigError(f"best_metric must be one of {list(BEST_METRICS)}, got {metric!r}")
         self.evaluator, text_encoder, _ = load_evaluator(evaluator_dir)
-        if self.evaluator.config.resolution != resolution:
-            raise ConfigError(f"the evaluator in {evaluator_dir} works at {self.evaluator.config.resolution} px, training is at {resolution} px")
+        self.evaluator.check_can_judge(resolution)
         captions, self.caption_ids, self.real, _ = load_split(data_dir, "test", resolution, max_images=images, seed=seed)
         train_captions = sorted(set(ImageFolder(data_dir, "train").captions) - set(captions))  # no image is read
         self.prompts = [captions[i] for i in self.caption_ids.tolist()]

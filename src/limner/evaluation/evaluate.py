@@ -23,14 +23,14 @@ from tqdm.auto import tqdm
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data.builders import BUILTIN_DATASETS
 from limner.data import shapes
-from limner.errors import ConfigError, DataError
+from limner.errors import ConfigError
 from limner.evaluation.styles import has_styles, style_figures
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
 from limner.metrics.images import InceptionFeatures, distribution_metrics, paired_image_metrics
 from limner.models.evaluator import Evaluator
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
-from limner.training.evaluator_trainer import load_evaluator
+from limner.pipelines.evaluator import load_evaluator
 from limner.utils.images import from_uint8, to_pil
 
 
@@ -210,8 +210,7 @@ def evaluate(
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
-    if evaluator.config.resolution != resolution:
-        raise DataError(f"the evaluator in {evaluator_dir} works at {evaluator.config.resolution} px, the model at {resolution} px; train an evaluator at {resolution}")
+    evaluator.check_can_judge(resolution)
     captions, caption_ids, real, columns = load_split(data_dir, split, resolution, max_images=max_images, seed=seed)
     train_captions, _, train_real, _ = load_split(data_dir, "train", resolution, max_images=max_images, seed=seed + 1)
     # R-precision and retrieval rank against every caption of the dataset, not only this split's

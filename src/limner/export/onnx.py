@@ -1,4 +1,5 @@
-"""ONNX export of a text-to-image model folder, and an onnxruntime backend for it.
+"""ONNX export of a text-to-image model folder (the onnxruntime backend that runs it is
+limner.pipelines.onnx_backend).
 
 `export_onnx(folder)` writes `folder/onnx/`:
     generator.onnx      noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]
@@ -17,15 +18,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from limner.errors import DependencyError, ModelLoadError
-from limner.text import TextEncoder
-from limner.text.base import TextEmbeddings
+from limner.errors import ModelLoadError
+from limner.pipelines.onnx_backend import ONNX_FOLDER, load_onnx_parts
 
-ONNX_FOLDER = "onnx"
 OPSET = 18
 TOLERANCE = 1e-3  # largest absolute difference from PyTorch accepted at export (images and embeddings lie in [-1, 1])
 
@@ -46,14 +44,6 @@ class _SentenceGraph(nn.Module):
         if self.encoder.normalize:
             sentence = nn.functional.normalize(sentence, dim=-1)
         return sentence.float()
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise DependencyError("the onnx backend needs onnxruntime: pip install onnxruntime") from err
-    return onnxruntime
 
 
 def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic: dict) -> None:
@@ -114,61 +104,3 @@ def _compare(folder: Path, pipe, batches: tuple[int, ...]) -> dict[str, float]:
     if onnx_pipe[1] is not pipe.text_encoder:
         report["text_encoder_max_abs_diff"] = text_diff
     return report
-
-
-def _session(path: Path, threads: int | None):
-    ort = _onnxruntime()
-    if not path.is_file():
-        raise ModelLoadError(f"{path} is missing; run `limner export {path.parent.parent} --format onnx` first")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-class OnnxGenerator:
-    """Stands in for a Generator inside the pipeline: same config, same call, onnxruntime inside."""
-
-    def __init__(self, path: Path, config, *, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-        self.config = config
-
-    def eval(self) -> "OnnxGenerator":
-        return self
-
-    def __call__(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        (images,) = self.session.run(None, {"noise": noise.numpy().astype(np.float32), "sentence": sentence.numpy().astype(np.float32)})
-        return torch.from_numpy(images)
-
-
-class OnnxTextEncoder(TextEncoder):
-    """A Hugging Face encoder's tokenizer in Python, its network in onnxruntime (sentences only:
-    the token states stay in the PyTorch encoder, which training and fusion use)."""
-
-    def __init__(self, path: Path, encoder, *, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-        self.source = encoder
-        self.tokenizer = encoder.tokenizer
-        self.dim = encoder.dim
-        self.kind = encoder.kind
-
-    def _encode(self, captions: list[str]) -> TextEmbeddings:
-        batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.source.max_length, return_tensors="np")
-        (sentence,) = self.session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
-                                              "attention_mask": batch["attention_mask"].astype(np.int64)})
-        mask = torch.from_numpy(batch["attention_mask"]).bool()
-        return TextEmbeddings(sentence=torch.from_numpy(sentence), tokens=torch.zeros(*mask.shape, 0), mask=mask)
-
-    def config(self) -> dict[str, Any]:
-        return self.source.config()
-
-
-def load_onnx_parts(folder: str | Path, pipe, *, threads: int | None = None):
-    """(OnnxGenerator, text encoder) for a PyTorch pipeline loaded from `folder`: the ONNX
-    encoder where one was exported, else the pipeline's own (bag-of-words)."""
-    out = Path(folder) / ONNX_FOLDER
-    generator = OnnxGenerator(out / "generator.onnx", pipe.generator.config, threads=threads)
-    encoder_path = out / "text_encoder.onnx"
-    encoder = OnnxTextEncoder(encoder_path, pipe.text_encoder, threads=threads) if encoder_path.is_file() else pipe.text_encoder
-    return generator, encoder
-

@@ -51,25 +51,37 @@ def paired_image_metrics(images: torch.Tensor, references: torch.Tensor) -> dict
 
 
 class DistributionMetrics:
-    """update(images, real=...) over batches; compute() -> {"fid", "kid_mean", "kid_std", "n_real", "n_fake"}."""
+    """update(images, real=...) over batches; compute() -> {"fid", "kid_mean", "kid_std", "n_real", "n_fake"}.
+
+    Each batch goes through the feature network once; what is kept is what the scores need, never
+    the images: FID's running sums (torchmetrics keeps the mean and covariance sums) and the
+    features themselves for KID, whose subsets are drawn at compute time.
+    """
 
     def __init__(self, feature_network: torch.nn.Module, *, kid_subsets: int = 100, kid_subset_size: int = 1000) -> None:
         self.feature_network = feature_network.eval()
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        self.fid = FrechetInceptionDistance(feature=feature_network, reset_real_features=True)
-        self.real: list[torch.Tensor] = []
+        self._given = _GivenFeatures(feature_network.num_features)
+        self.fid = FrechetInceptionDistance(feature=self._given, reset_real_features=True)
+        self.real: list[torch.Tensor] = []  # features (B, F) of each batch
         self.fake: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, *, real: bool) -> None:
-        self.fid.update(images.float(), real=real)
-        (self.real if real else self.fake).append(images.float())
+        self.update_features(self.feature_network(images.float()), real=real)
+
+    @torch.no_grad()
+    def update_features(self, features: torch.Tensor, *, real: bool) -> None:
+        """As update, for features (B, F) the feature network already gave."""
+        features = features.float()
+        self.fid.update(features, real=real)
+        (self.real if real else self.fake).append(features)
 
     @torch.no_grad()
     def compute(self) -> dict[str, float]:
         n_real, n_fake = sum(x.shape[0] for x in self.real), sum(x.shape[0] for x in self.fake)
         subset = min(self.kid_subset_size, n_real, n_fake)
-        kid = KernelInceptionDistance(feature=self.feature_network, subsets=self.kid_subsets, subset_size=subset)
+        kid = KernelInceptionDistance(feature=self._given, subsets=self.kid_subsets, subset_size=subset)
         for batch in self.real:
             kid.update(batch, real=True)
         for batch in self.fake:
@@ -82,6 +94,17 @@ class DistributionMetrics:
         self.fid.reset()
         self.real.clear()
         self.fake.clear()
+
+
+class _GivenFeatures(torch.nn.Module):
+    """The identity, as torchmetrics' feature network, for features computed beforehand."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
 
 
 def distribution_metrics(feature_network: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from limner.errors import ConfigError
-from limner.models.gan import TextStandardizer, _check_resolution, down_channel_plan, down_path
+from limner.models.layers import TextStandardizer, check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp: a temperature no lower than 0.01
@@ -35,7 +35,7 @@ class AlignerConfig:
     initial_temperature: float = 0.07  # CLIP's starting value
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution)
+        check_resolution(self.resolution)
         if self.embed_dim < 1 or self.text_hidden < 1:
             raise ConfigError("embed_dim and text_hidden must be positive")
         if not 0.01 <= self.initial_temperature <= 1.0:
@@ -47,7 +47,7 @@ class Aligner(PretrainedModel):
 
     def __init__(self, config: AlignerConfig) -> None:
         super().__init__(config)
-        blocks = _check_resolution(config.resolution)
+        blocks = check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.text_norm = TextStandardizer(config.text_dim)
         self.from_rgb, self.blocks = down_path(channels)

@@ -17,11 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limner.errors import ConfigError
-from limner.models.gan import _check_resolution, down_channel_plan, down_path
+from limner.models.layers import check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
-
-PAD, BOS, EOS = 0, 1, 2
-SPECIALS = 3
+from limner.text.caption_vocabulary import BOS, EOS, PAD, SPECIALS
 
 
 @dataclass
@@ -37,7 +35,7 @@ class CaptionerConfig:
     vocabulary: tuple[int, ...] = ()  # tokenizer ids the captioner can write; local id = position + 3
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution)
+        check_resolution(self.resolution)
         if self.width % self.heads:
             raise ConfigError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
         if self.max_length < 2:
@@ -53,7 +51,7 @@ class Captioner(PretrainedModel):
 
     def __init__(self, config: CaptionerConfig) -> None:
         super().__init__(config)
-        blocks = _check_resolution(config.resolution)
+        blocks = check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.from_rgb, self.blocks = down_path(channels)
         self.to_memory = nn.Linear(channels[-1], config.width)
@@ -107,7 +105,7 @@ class Captioner(PretrainedModel):
         """The `beams` best partial captions kept at every step, ranked by total log-probability;
         with beams=1 this is greedy decoding. Local ids without BOS/EOS, one list per image."""
         if beams < 1:
-            raise ValueError(f"beams must be at least 1, got {beams}")
+            raise ConfigError(f"beams must be at least 1, got {beams}")
         limit = min(max_length or self.config.max_length, self.config.max_length)
         batch = images.shape[0]
         memory = self.encode(images).repeat_interleave(beams, 0)  # (B*K, 16, width)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from limner.models.gan import RESOLUTIONS, TextStandardizer, _check_resolution, down_channel_plan, down_path
+from limner.models.layers import RESOLUTIONS, TextStandardizer, check_resolution, down_channel_plan, down_path
 from limner.errors import ConfigError
 from limner.models.modeling import PretrainedModel
 
@@ -29,11 +29,14 @@ class EvaluatorConfig:
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 8, 8, 8, 8)  # fine to coarse, as the discriminator
     embedding_dim: int = 128  # the joint image-text space
     # the dataset's styles (its metadata's "style" column), read by a linear head on the pooled
-    # features; fitted on real images after the contrastive training, as a probe, never a loss
+    # features, trained on real images only (never a generator's loss): with style_weight > 0 the style
+    # cross-entropy joins the contrastive loss (the features then learn what tells styles apart); either
+    # way the head is refitted at the end as a linear probe on the frozen final features
     styles: tuple[str, ...] = ()
+    style_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution)
+        check_resolution(self.resolution)
 
 
 class Evaluator(PretrainedModel):
@@ -41,7 +44,7 @@ class Evaluator(PretrainedModel):
 
     def __init__(self, config: EvaluatorConfig) -> None:
         super().__init__(config)
-        blocks = _check_resolution(config.resolution)
+        blocks = check_resolution(config.resolution)
         channels = down_channel_plan(config.base_channels, config.channel_multipliers, blocks)
         self.num_features = channels[-1]  # what torchmetrics' FID and KID read
         self.text_norm = TextStandardizer(config.text_dim)
@@ -52,6 +55,13 @@ class Evaluator(PretrainedModel):
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's starting temperature
         self.style_head = nn.Linear(channels[-1], len(config.styles)) if config.styles else None
+
+    def check_can_judge(self, resolution: int) -> None:
+        """Images above the evaluator's resolution are downsampled (antialiased) before it reads them,
+        real and generated alike, so it judges any resolution from its own up; never below it."""
+        if resolution < self.config.resolution:
+            raise ConfigError(f"the evaluator works at {self.config.resolution} px and cannot judge {resolution} px images: "
+                              f"train an evaluator at {resolution} px or below")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> pooled features (B, num_features): the FID/KID features."""

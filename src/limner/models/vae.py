@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from limner.errors import ConfigError
-from limner.models.gan import Generator, GeneratorConfig, _check_resolution, down_channel_plan, down_path
+from limner.models.gan import Generator, GeneratorConfig
+from limner.models.layers import check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
 
@@ -41,7 +42,7 @@ class VAEConfig:
     hidden: int = 256  # width of the prior's and posterior's MLPs
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution)
+        check_resolution(self.resolution)
         if self.latent_dim < 1 or self.hidden < 1:
             raise ConfigError("latent_dim and hidden must be positive")
 
@@ -62,7 +63,7 @@ class ConditionalVAE(PretrainedModel):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__(config)
         self.decoder = Generator(config.decoder_config())
-        blocks = _check_resolution(config.resolution)
+        blocks = check_resolution(config.resolution)
         channels = down_channel_plan(config.encoder_channels, config.encoder_multipliers, blocks)
         self.from_rgb, self.blocks = down_path(channels)
         self.posterior = nn.Sequential(nn.Linear(channels[-1] * 16 + config.text_dim, config.hidden), nn.LeakyReLU(0.2),

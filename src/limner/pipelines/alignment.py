@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from limner.errors import ModelLoadError
+from limner.errors import ConfigError, ModelLoadError
 from limner.models.aligner import Aligner
 from limner.pipelines.image_to_text import preprocess_images
 from limner.text import TextEncoder, load_text_encoder
@@ -36,7 +36,7 @@ class AlignmentPipeline:
         """Cosines (n_images, n_captions) in [-1, 1]."""
         images, captions = list(images), list(captions)
         if not images or not captions:
-            raise ValueError("similarities need at least one image and one caption")
+            raise ConfigError("similarities need at least one image and one caption")
         image_embeddings = self.aligner.image_embedding(preprocess_images(images, self.resolution))
         text_embeddings = self.aligner.text_embedding(self.text_encoder.encode(captions).sentence)
         return image_embeddings @ text_embeddings.T

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from limner.data.imagefolder import square_resize, to_rgb
+from limner.utils.images import square_resize, to_rgb
 from limner.errors import ModelLoadError
 from limner.models.captioner import Captioner
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from limner.errors import ModelLoadError
+from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
 from limner.text import TextEncoder, load_text_encoder
 from limner.utils.images import to_pil
@@ -60,9 +60,9 @@ class TextToImagePipeline:
         """Like __call__, but returns (N, 3, H, W) in [-1, 1]."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise ValueError("prompts must be one or more non-empty strings")
+            raise ConfigError("prompts must be one or more non-empty strings")
         if num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
+            raise ConfigError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         sentence = self.text_encoder.encode(prompts).sentence.repeat_interleave(num_images_per_prompt, 0)  # (N, D)
         noise = truncated_noise(
@@ -84,7 +84,7 @@ class TextToImagePipeline:
             return []
         prompts = sorted({r.prompt for r in requests})
         if any(not p.strip() for p in prompts):
-            raise ValueError("prompts must be non-empty strings")
+            raise ConfigError("prompts must be non-empty strings")
         table = dict(zip(prompts, self.text_encoder.encode(prompts).sentence))
         sentence = torch.stack([table[r.prompt] for r in requests for _ in range(r.num_images)])  # (N, D)
         noise = torch.cat([
@@ -125,9 +125,9 @@ class TextToImagePipeline:
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, backend: str = "torch") -> "TextToImagePipeline":
         """backend: "torch" (eager PyTorch), "compile" (torch.compile on the generator) or "onnx"
-        (onnxruntime over the graphs `limner export` wrote; see limner.export)."""
+        (onnxruntime over the graphs `limner export` wrote; see limner.pipelines.onnx_backend)."""
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         folder = Path(folder)
         if not (folder / MODEL_INDEX).is_file():
             raise ModelLoadError(f"{folder}: no {MODEL_INDEX}; is this a folder written by `limner train`?")
@@ -145,7 +145,7 @@ class TextToImagePipeline:
         if backend == "compile":
             pipe.generator = torch.compile(generator)
         elif backend == "onnx":
-            from limner.export import load_onnx_parts
+            from limner.pipelines.onnx_backend import load_onnx_parts
 
             pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe)
         return pipe

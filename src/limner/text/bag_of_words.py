@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from limner.errors import ConfigError
 from limner.text.base import TextEmbeddings, TextEncoder
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -27,7 +28,7 @@ class BagOfWordsEncoder(TextEncoder):
 
     def __init__(self, vocabulary: list[str]) -> None:
         if not vocabulary:
-            raise ValueError("a bag-of-words encoder needs a non-empty vocabulary")
+            raise ConfigError("a bag-of-words encoder needs a non-empty vocabulary")
         self.vocabulary = sorted(set(vocabulary))
         self.index = {word: i for i, word in enumerate(self.vocabulary)}
         self.dim = len(self.vocabulary)

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 import torch
 
+from limner.errors import ConfigError
+
 
 @dataclass
 class TextEmbeddings:
@@ -38,7 +40,7 @@ class TextEncoder:
     def encode(self, captions: Sequence[str]) -> TextEmbeddings:
         captions = list(captions)
         if not captions:
-            raise ValueError("encode() needs at least one caption")
+            raise ConfigError("encode() needs at least one caption")
         with torch.no_grad():
             return self._encode(captions)
 

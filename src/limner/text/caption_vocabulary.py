@@ -7,8 +7,10 @@ from typing import Sequence
 import torch
 
 from limner.errors import ConfigError, DependencyError
-from limner.models.captioner import BOS, EOS, PAD, SPECIALS
 from limner.text.huggingface import resolve_model_path
+
+PAD, BOS, EOS = 0, 1, 2  # the captioner's special token ids; a tokenizer id t becomes local id position(t) + SPECIALS
+SPECIALS = 3
 
 
 def load_tokenizer(name_or_path: str):

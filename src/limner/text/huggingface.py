@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from limner.errors import DependencyError, ModelLoadError
+from limner.errors import ConfigError, DependencyError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
@@ -81,7 +81,7 @@ class HuggingFaceTextEncoder(TextEncoder):
         self.model_type = hf_config.model_type
         self.pooling = pooling or default_pooling(self.model_type)
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         self.normalize = normalize
         self.max_length = max_length
         self.model = _load_encoder_model(path, self.model_type).eval()
@@ -137,7 +137,7 @@ def _check_hidden_layer(hidden_layer: int | None, hf_config: Any, name: str) -> 
         return None
     layers = int(getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "num_layers"))
     if not -(layers + 1) <= hidden_layer <= layers:
-        raise ValueError(f"hidden_layer must be in [{-(layers + 1)}, {layers}] for {name!r} ({layers} layers), got {hidden_layer}")
+        raise ConfigError(f"hidden_layer must be in [{-(layers + 1)}, {layers}] for {name!r} ({layers} layers), got {hidden_layer}")
     return hidden_layer
 
 

@@ -17,8 +17,8 @@ import torch
 from limner.models.aligner import Aligner
 from limner.pipelines.alignment import AlignmentPipeline
 from limner.training.config import TrainConfig
+from limner.training.data import load_training_data, resolve_data_dir
 from limner.training.dual_encoder import fit, retrieval_scores
-from limner.training.trainer import load_training_data, resolve_data_dir
 
 SCORES_NAME = "aligner_scores.json"
 

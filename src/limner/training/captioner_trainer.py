@@ -22,9 +22,8 @@ from limner.models.captioner import PAD, Captioner
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.text.caption_vocabulary import CaptionVocabulary, load_tokenizer
 from limner.training.config import TrainConfig
-from limner.training.data import load_test_split
+from limner.training.data import load_test_split, load_training_data, resolve_data_dir
 from limner.training.losses import caption_loss
-from limner.training.trainer import load_training_data, resolve_data_dir
 from limner.utils.images import from_uint8, to_pil
 
 log = logging.getLogger("limner.captioner")

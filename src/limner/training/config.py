@@ -16,7 +16,8 @@ from limner.models.aligner import AlignerConfig
 from limner.models.captioner import CaptionerConfig
 from limner.models.vae import VAEConfig
 from limner.models.evaluator import EvaluatorConfig
-from limner.models.gan import RESOLUTIONS
+from limner.models.layers import RESOLUTIONS
+from limner.text.huggingface import POOLINGS
 from limner.training.augment import parse_policy
 
 
@@ -46,6 +47,9 @@ class TrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     evaluator_learning_rate: float = 1e-3
+    # the evaluator reads images downsampled to this many pixels (None: the training resolution), so it
+    # trains several times faster; it is trained on the data at `resolution`, downsampled as it will judge
+    evaluator_resolution: int | None = None
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     captioner_learning_rate: float = 1e-3
     aligner: AlignerConfig = field(default_factory=AlignerConfig)
@@ -71,6 +75,7 @@ class TrainConfig:
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
+    reconstruction_best_of: int = 1       # 2: two samples per caption, only the nearer is pulled (best-of-many)
     condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
     # the generator's noise must matter: each step draws the first half of the batch's captions a
     # second time from other noise and asks each pair to differ (see losses.diversity_loss)
@@ -120,6 +125,9 @@ class TrainConfig:
             raise ConfigError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.evaluator_resolution is not None and (self.evaluator_resolution not in RESOLUTIONS or self.evaluator_resolution > self.resolution):
+            raise ConfigError(f"evaluator_resolution must be one of {RESOLUTIONS} and at most resolution ({self.resolution}), "
+                              f"got {self.evaluator_resolution}")
         if self.train_batch_size < 2:
             raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
         if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
@@ -135,6 +143,8 @@ class TrainConfig:
                 raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
         if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
             raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
+        if self.text_pooling is not None and self.text_pooling not in (*POOLINGS, ANCHORED):
+            raise ConfigError(f"text_pooling must be one of {[*POOLINGS, ANCHORED]} (or unset: the family's own), got {self.text_pooling!r}")
         if self.text_pooling == ANCHORED and self.text_hidden_layer is not None:
             raise ConfigError('text_pooling "anchored" reads the input word embeddings, not a hidden layer: '
                               f"leave text_hidden_layer unset (got {self.text_hidden_layer})")
@@ -147,6 +157,8 @@ class TrainConfig:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive, got {self.reconstruction_weight}")
+        if self.reconstruction_best_of not in (1, 2):
+            raise ConfigError(f"reconstruction_best_of must be 1 or 2, got {self.reconstruction_best_of}")
         if self.diversity_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"diversity_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.diversity_weight} and {self.reconstruction_pool}")
@@ -180,7 +192,8 @@ class TrainConfig:
                                        "text_components": self.resolved_text_components(sentences), "text_whiten": self.text_whiten})
 
     def evaluator_config(self, text_dim: int, styles: tuple[str, ...] = ()) -> EvaluatorConfig:
-        return merge_config(self.evaluator, {"resolution": self.resolution, "text_dim": text_dim, "styles": list(styles)})
+        resolution = self.evaluator_resolution or self.resolution
+        return merge_config(self.evaluator, {"resolution": resolution, "text_dim": text_dim, "styles": list(styles)})
 
     def aligner_config(self, text_dim: int) -> AlignerConfig:
         return merge_config(self.aligner, {"resolution": self.resolution, "text_dim": text_dim})

@@ -1,18 +1,62 @@
-"""Training batches: from an in-memory image tensor (imagefolders) or from a shuffle buffer
-that tar shards stream through (datasets larger than memory); both with a table of
-caption embeddings."""
+"""Training data: where a config's dataset lives, the text encoder it asks for, and batches,
+from an in-memory image tensor (imagefolders) or from a shuffle buffer that tar shards
+stream through (datasets larger than memory); both with a table of caption embeddings.
+Every trainer loads its data here."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from limner.data import ImageFolder
-from limner.data.shards import ShardReader
-from limner.errors import DataError
-from limner.text import CachedTextEncoder
+from limner.data import ImageFolder, builtin_data_dir
+from limner.data.builders import BUILTIN_DATASETS
+from limner.data.shards import ShardReader, shard_paths
+from limner.errors import ConfigError, DataError
+from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
+from limner.training.config import ANCHORED, BAG_OF_WORDS, TrainConfig
 from limner.utils.images import from_uint8
+
+log = logging.getLogger("limner.train")
+
+
+def resolve_data_dir(config: TrainConfig) -> Path:
+    if config.train_data_dir in BUILTIN_DATASETS:
+        return builtin_data_dir(config.train_data_dir, config.resolution)
+    return Path(config.train_data_dir)
+
+
+def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEncoder:
+    if config.text_encoder == BAG_OF_WORDS:
+        return BagOfWordsEncoder.from_captions(train_captions)
+    if config.text_pooling == ANCHORED:
+        return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder,
+                                                 temperature=config.text_anchor_temperature, margin=config.text_anchor_margin)
+    return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
+
+
+def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True
+                       ) -> tuple[TextEncoder, CaptionedImages, list[str]]:
+    """The train split with its caption embeddings: in memory from an imagefolder, or streamed
+    from tar shards (`limner data pack`; only where `streaming`); also the entries skipped as invalid."""
+    if shard_paths(data_dir, "train"):
+        if not streaming:
+            raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
+        if config.evaluation_steps:
+            raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
+        reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
+        captions = reader.captions()
+        text_encoder = build_text_encoder(config, captions)
+        data = StreamingCaptionedImages(reader, captions, CachedTextEncoder(text_encoder), seed=config.seed)
+        return text_encoder, data, reader.skipped
+    folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
+    images = folder.load_images(config.resolution, progress=progress)
+    if folder.skipped:
+        log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), data_dir, folder.skipped[0])
+    text_encoder = build_text_encoder(config, folder.captions)
+    return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder)), folder.skipped
 
 
 def load_test_split(data_dir, resolution: int, *, max_images: int = 2000) -> tuple[list, torch.Tensor] | None:

@@ -16,9 +16,11 @@ from limner.training.data import CaptionedImages, load_test_split
 from limner.training.losses import contrastive_loss
 
 
-def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: float, name: str, progress: bool = True) -> tuple[int, float, float]:
-    """Train `model` with contrastive_step (AdamW) until the step or time budget is spent;
-    returns (steps, seconds, last loss). The model is left in eval mode."""
+def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: float, name: str, progress: bool = True,
+        step_fn=None) -> tuple[int, float, float]:
+    """Train `model` with `step_fn` (contrastive_step unless given; same signature) and AdamW until
+    the step or time budget is spent; returns (steps, seconds, last loss). The model is left in eval mode."""
+    step_fn = step_fn or contrastive_step
     rng = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
@@ -27,7 +29,7 @@ def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: flo
     model.train()
     try:
         while step < config.max_train_steps and time.perf_counter() - started < budget:
-            loss_value = contrastive_step(model, optimizer, data, config.train_batch_size, rng)
+            loss_value = step_fn(model, optimizer, data, config.train_batch_size, rng)
             step += 1
             bar.update(1)
             if step % config.logging_steps == 0:
@@ -41,12 +43,18 @@ def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: flo
 def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedImages, batch_size: int, rng: torch.Generator) -> float:
     """One step of symmetric InfoNCE with the model's learnt temperature; returns the loss."""
     images, sentence, _ = data.sample(batch_size, rng)
-    same_caption = (sentence[:, None, :] == sentence[None, :, :]).all(-1)
-    loss = contrastive_loss(model.image_embedding(images), model.text_embedding(sentence), same_caption, temperature=model.temperature())
+    loss = pair_loss(model, model.image_embedding(images), sentence)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def pair_loss(model, image_vectors: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between image vectors (B, E) and their sentences (B, D); pairs that share
+    a caption are not counted as negatives."""
+    same_caption = (sentence[:, None, :] == sentence[None, :, :]).all(-1)
+    return contrastive_loss(image_vectors, model.text_embedding(sentence), same_caption, temperature=model.temperature())
 
 
 @torch.no_grad()

@@ -1,30 +1,28 @@
 """Train the evaluator (an image-text dual encoder) on real images and captions only.
 
-`limner train --model evaluator` writes `{output_dir}/evaluator/` (config.json +
-model.safetensors), `text_encoder/config.json` and `evaluator_index.json` (seed,
-steps, data, the final loss and recall@1 on the test split's real images).
+`limner train --model evaluator` writes the folder `limner.pipelines.evaluator` loads:
+`evaluator/` (config.json + model.safetensors), `text_encoder/config.json` and
+`evaluator_index.json` (seed, steps, data, the final loss, recall@1 and style accuracy
+on the test split's real images).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from limner.errors import DataError, ModelLoadError
+from limner.errors import DataError
 from limner.models.evaluator import Evaluator
-from limner.text import TextEncoder, load_text_encoder
+from limner.pipelines.evaluator import save_evaluator
 from limner.training.config import TrainConfig
-from limner.training.data import load_test_split
-from limner.training.dual_encoder import fit, retrieval_scores
+from limner.training.data import load_test_split, load_training_data, resolve_data_dir
+from limner.training.dual_encoder import fit, pair_loss, retrieval_scores
 from limner.utils.images import from_uint8
-from limner.training.trainer import load_training_data, resolve_data_dir
 
 log = logging.getLogger("limner.evaluator")
-INDEX_NAME = "evaluator_index.json"
 
 
 @dataclass
@@ -43,10 +41,14 @@ def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorR
     styles = column_values(data.columns, "style")
     evaluator = Evaluator(config.evaluator_config(text_encoder.dim, styles=styles))
     evaluator.text_norm.fit(data.sentence_table)
-    step, train_seconds, loss_value = fit(evaluator, data, config, learning_rate=config.evaluator_learning_rate, name="evaluator", progress=progress)
+    labels = style_ids(data.columns, styles) if styles else None
+    weight = evaluator.config.style_weight
+    step_fn = styled_contrastive_step(labels, weight) if styles and weight > 0 else None
+    step, train_seconds, loss_value = fit(evaluator, data, config, learning_rate=config.evaluator_learning_rate, name="evaluator",
+                                          progress=progress, step_fn=step_fn)
     style_accuracy = None
-    if styles:
-        fit_style_head(evaluator, from_uint8(data.images), style_ids(data.columns, styles), seed=config.seed)
+    if styles:  # jointly trained or not, the head ends as a converged linear probe on the final features
+        fit_style_head(evaluator, from_uint8(data.images), labels, seed=config.seed)
         style_accuracy = test_style_accuracy(evaluator, data_dir, config.resolution)
     retrieval = retrieval_scores(evaluator, text_encoder, data_dir, config.resolution)
     recall = None if retrieval is None else retrieval["image_to_caption_r1"]
@@ -70,6 +72,23 @@ def style_ids(columns: list[dict], styles: tuple[str, ...]) -> torch.Tensor:
     if missing:
         raise DataError(f"{len(missing)} training images have no 'style' value (the first is image {missing[0]})")
     return torch.tensor([index[row["style"]] for row in columns])
+
+
+def styled_contrastive_step(labels: torch.Tensor, weight: float):
+    """A training step for an evaluator with a style head: InfoNCE plus `weight` x the style
+    cross-entropy on the same real images (labels: the style id of every training image)."""
+
+    def step(evaluator: Evaluator, optimizer: torch.optim.Optimizer, data, batch_size: int, rng: torch.Generator) -> float:
+        index, own = data.draw(batch_size, rng)
+        features = evaluator(from_uint8(data.images[index]))
+        style = torch.nn.functional.cross_entropy(evaluator.style_logits(features), labels[index])
+        loss = pair_loss(evaluator, evaluator.embed_features(features), data.sentence_table[own]) + weight * style
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
 
 
 def fit_style_head(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 500, seed: int = 0) -> float:
@@ -101,22 +120,3 @@ def test_style_accuracy(evaluator: Evaluator, data_dir: Path, resolution: int) -
     records, images = split
     labels = style_ids([r.columns for r in records], evaluator.config.styles)
     return round((evaluator.style_logits(evaluator.pooled_features(images)).argmax(1) == labels).float().mean().item(), 4)
-
-
-def save_evaluator(folder: Path, evaluator: Evaluator, text_encoder: TextEncoder, info: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    evaluator.save_pretrained(folder / "evaluator")
-    (folder / "text_encoder").mkdir(exist_ok=True)
-    (folder / "text_encoder" / "config.json").write_text(json.dumps(text_encoder.config(), indent=2) + "\n")
-    (folder / INDEX_NAME).write_text(json.dumps({"_class_name": "Evaluator", **info}, indent=2) + "\n")
-
-
-def load_evaluator(folder: str | Path) -> tuple[Evaluator, TextEncoder, dict]:
-    folder = Path(folder)
-    if not (folder / INDEX_NAME).is_file():
-        raise ModelLoadError(f"{folder}: no {INDEX_NAME}; train one with `limner train --model evaluator`")
-    evaluator = Evaluator.from_pretrained(folder / "evaluator")
-    text_encoder = load_text_encoder(json.loads((folder / "text_encoder" / "config.json").read_text()))
-    if text_encoder.dim != evaluator.config.text_dim:
-        raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the evaluator wants {evaluator.config.text_dim}")
-    return evaluator, text_encoder, json.loads((folder / INDEX_NAME).read_text())

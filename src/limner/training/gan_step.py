@@ -9,8 +9,8 @@ import torch
 
 from limner.models import Discriminator, Generator
 from limner.training.losses import (
-    alignment_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, diversity_loss,
-    reconstruction_loss,
+    alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp,
+    diversity_loss, reconstruction_loss,
 )
 
 
@@ -62,6 +62,7 @@ def gan_train_step(
     image_contrastive_weight: float = 0.0,
     reconstruction_weight: float = 0.0,
     reconstruction_pool: int = 1,
+    reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
@@ -73,7 +74,8 @@ def gan_train_step(
     space, next to the real images of its caption and away from the others.
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
     the real image it shares a caption with (batch.images[i] for batch.sentence[i]), on
-    reconstruction_pool-sized cells. With diversity_weight > 0 the first P captions are drawn
+    reconstruction_pool-sized cells; with reconstruction_best_of_two only the nearer of two samples
+    per caption is (batch.pair_noise must then cover the batch). With diversity_weight > 0 the first P captions are drawn
     a second time from batch.pair_noise and each pair is asked to differ by diversity_target (diversity_loss).
     batch.augment, when given, transforms real and generated images alike before the
     discriminator sees them (DiffAugment), in both steps.
@@ -83,12 +85,45 @@ def gan_train_step(
     and a frozen captioner's cross-entropy for the true caption given the generated image."""
     sync = sync_gradients or (lambda module: None)
     augment = batch.augment or (lambda images: images)
-    generator, discriminator = models.generator, models.discriminator
-    stats: dict[str, float] = {}
     same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
     condition = batch.sentence if batch.generator_sentence is None else batch.generator_sentence
-    fake = generator(batch.noise, condition)  # (B, 3, H, W), judged against batch.sentence
+    fake = models.generator(batch.noise, condition)  # (B, 3, H, W), judged against batch.sentence
+    d_stats, real_image_embedding = discriminator_update(
+        models.discriminator, optimizers.discriminator, batch, fake, augment, same_caption, sync, gp_weight=gp_weight,
+        gp_power=gp_power, contrastive_weight=contrastive_weight, contrastive_temperature=contrastive_temperature)
 
+    discriminator = models.discriminator
+    discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
+    fake_features = discriminator.features(augment(fake))
+    g_loss = hinge_g_loss(discriminator.logits(fake_features, batch.sentence))
+    stats: dict[str, float] = {}
+    g_total = g_loss
+    if contrastive_weight > 0:
+        g_total = g_total + contrastive_terms(discriminator, fake_features, batch.sentence, real_image_embedding, same_caption, stats,
+                                              weight=contrastive_weight, image_weight=image_contrastive_weight,
+                                              temperature=contrastive_temperature)
+    second = None
+    if batch.pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two):
+        second = models.generator(batch.pair_noise, condition[: batch.pair_noise.shape[0]])
+    g_total = g_total + pixel_terms(fake, second, batch, stats, reconstruction_weight=reconstruction_weight,
+                                    reconstruction_pool=reconstruction_pool, reconstruction_best_of_two=reconstruction_best_of_two,
+                                    diversity_weight=diversity_weight, diversity_target=diversity_target)
+    g_total = g_total + guide_terms(fake, batch, guides, stats)
+    optimizers.generator.zero_grad(set_to_none=True)
+    g_total.backward()
+    discriminator.requires_grad_(True)
+    sync(models.generator)
+    optimizers.generator.step()
+    update_ema(models.ema, models.generator, ema_decay)
+    return {**d_stats, "g_loss": g_loss.item(), **stats}
+
+
+def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Optimizer, batch: GANBatch, fake: torch.Tensor,
+                         augment, same_caption: torch.Tensor, sync, *, gp_weight: float, gp_power: float,
+                         contrastive_weight: float, contrastive_temperature: float) -> tuple[dict[str, float], torch.Tensor | None]:
+    """The discriminator's step: hinge with mismatched captions, the matching-aware penalty and,
+    optionally, the contrastive head on real pairs. Returns its figures and the real images'
+    contrastive embeddings (None without the head)."""
     images = augment(batch.images).detach().requires_grad_(True)  # the penalty is on what D sees
     # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
     sentence = discriminator.text_norm(batch.sentence).detach().requires_grad_(True)
@@ -99,65 +134,71 @@ def gan_train_step(
     d_hinge = hinge_d_loss(real_logits, fake_logits, mismatched_logits)
     gp = matching_aware_gp(real_logits, images, sentence, weight=gp_weight, power=gp_power)
     d_total = d_hinge + gp
+    stats = {"d_loss": d_hinge.item(), "gp": gp.item(), "real_logit": real_logits.mean().item(), "fake_logit": fake_logits.mean().item()}
     real_image_embedding = None
     if contrastive_weight > 0:
         real_image_embedding, real_text_embedding = discriminator.contrastive_embeddings(real_features, batch.sentence)
         real_match = contrastive_loss(real_image_embedding, real_text_embedding, same_caption, temperature=contrastive_temperature)
         d_total = d_total + contrastive_weight * real_match
         stats["contrastive_real"] = real_match.item()
-    optimizers.discriminator.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     d_total.backward()
     sync(discriminator)
-    optimizers.discriminator.step()
+    optimizer.step()
+    return stats, real_image_embedding
 
-    discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
-    fake_features = discriminator.features(augment(fake))
-    g_loss = hinge_g_loss(discriminator.logits(fake_features, batch.sentence))
-    g_total = g_loss
-    if contrastive_weight > 0:
-        fake_image_embedding, text_embedding = discriminator.contrastive_embeddings(fake_features, batch.sentence)
-        fake_match = contrastive_loss(fake_image_embedding, text_embedding, same_caption, temperature=contrastive_temperature)
-        g_total = g_total + contrastive_weight * fake_match
-        stats["contrastive_fake"] = fake_match.item()
-        if image_contrastive_weight > 0:
-            fake_to_real = contrastive_loss(
-                fake_image_embedding, real_image_embedding.detach(), same_caption, temperature=contrastive_temperature
-            )
-            g_total = g_total + image_contrastive_weight * fake_to_real
-            stats["contrastive_image"] = fake_to_real.item()
+
+def contrastive_terms(discriminator: Discriminator, fake_features: torch.Tensor, sentence: torch.Tensor,
+                      real_image_embedding: torch.Tensor | None, same_caption: torch.Tensor, stats: dict, *,
+                      weight: float, image_weight: float, temperature: float) -> torch.Tensor:
+    """The generator's contrastive terms: its images matched to their captions by the discriminator's
+    head (weight) and, with image_weight > 0, placed next to the real images of their caption."""
+    fake_image_embedding, text_embedding = discriminator.contrastive_embeddings(fake_features, sentence)
+    fake_match = contrastive_loss(fake_image_embedding, text_embedding, same_caption, temperature=temperature)
+    stats["contrastive_fake"] = fake_match.item()
+    total = weight * fake_match
+    if image_weight > 0:
+        fake_to_real = contrastive_loss(fake_image_embedding, real_image_embedding.detach(), same_caption, temperature=temperature)
+        stats["contrastive_image"] = fake_to_real.item()
+        total = total + image_weight * fake_to_real
+    return total
+
+
+def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, batch: GANBatch, stats: dict, *, reconstruction_weight: float,
+                reconstruction_pool: int, reconstruction_best_of_two: bool, diversity_weight: float, diversity_target: float) -> torch.Tensor:
+    """The generator's reconstruction and diversity terms, weighted and summed (figures into `stats`);
+    `second`: the images of batch.pair_noise for the first captions, or None."""
+    total = fake.new_zeros(())
     if reconstruction_weight > 0:
-        reconstruction = reconstruction_loss(fake, batch.images, pool=reconstruction_pool)
-        g_total = g_total + reconstruction_weight * reconstruction
+        if reconstruction_best_of_two:
+            if second is None or second.shape[0] != fake.shape[0]:
+                raise ValueError("reconstruction_best_of_two needs a second noise for every caption (batch.pair_noise of the batch's size)")
+            reconstruction = best_of_reconstruction_loss([fake, second], batch.images, pool=reconstruction_pool)
+        else:
+            reconstruction = reconstruction_loss(fake, batch.images, pool=reconstruction_pool)
+        total = total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
-    if diversity_weight > 0 and batch.pair_noise is not None:
-        pairs = batch.pair_noise.shape[0]
-        second = generator(batch.pair_noise, condition[:pairs])
+    if diversity_weight > 0 and second is not None:
+        pairs = second.shape[0]
         spread = diversity_loss(fake[:pairs], second, batch.noise[:pairs], batch.pair_noise, target=diversity_target)
-        g_total = g_total + diversity_weight * spread
+        total = total + diversity_weight * spread
         stats["diversity"] = spread.item()
+    return total
+
+
+def guide_terms(fake: torch.Tensor, batch: GANBatch, guides: Guides | None, stats: dict) -> torch.Tensor:
+    """The frozen guides' terms (aligner cosine, captioner cycle), weighted and summed."""
+    total = fake.new_zeros(())
     if guides is not None and guides.alignment_weight > 0:
         alignment = alignment_loss(guides.aligner.score(fake, batch.sentence))
-        g_total = g_total + guides.alignment_weight * alignment
+        total = total + guides.alignment_weight * alignment
         stats["alignment"] = alignment.item()
     if guides is not None and guides.cycle_weight > 0:
         tokens = batch.caption_tokens
         cycle = caption_loss(guides.captioner(fake, tokens[:, :-1]), tokens[:, 1:])
-        g_total = g_total + guides.cycle_weight * cycle
+        total = total + guides.cycle_weight * cycle
         stats["cycle"] = cycle.item()
-    optimizers.generator.zero_grad(set_to_none=True)
-    g_total.backward()
-    discriminator.requires_grad_(True)
-    sync(generator)
-    optimizers.generator.step()
-    update_ema(models.ema, generator, ema_decay)
-    return {
-        "d_loss": d_hinge.item(),
-        "gp": gp.item(),
-        "g_loss": g_loss.item(),
-        "real_logit": real_logits.mean().item(),
-        "fake_logit": fake_logits.mean().item(),
-        **stats,
-    }
+    return total
 
 
 @torch.no_grad()

@@ -28,9 +28,24 @@ def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1
     both sides are first averaged over pool x pool cells: the term then teaches the
     coarse layout only and no longer pulls every sample onto one pixel-exact mean.
     """
+    return reconstruction_errors(fake, real, pool=pool).mean()
+
+
+def best_of_reconstruction_loss(fakes: list[torch.Tensor], real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
+    """reconstruction_loss of the closest of several samples drawn for each caption (from
+    different noises): the best-of-many loss (Bhattacharyya et al. 2018). Only the sample nearest
+    the real image is pulled towards it, so the samples of a caption whose real images differ
+    (an emoji name drawn in six styles) may each settle on a different one instead of all on
+    their blurred mean. fakes: list of (B, 3, H, W); real (B, 3, H, W)."""
+    errors = torch.stack([reconstruction_errors(fake, real, pool=pool) for fake in fakes])  # (K, B)
+    return errors.min(0).values.mean()
+
+
+def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
+    """Per-image mean absolute error (B,), on pool x pool cell means when pool > 1."""
     if pool > 1:
         fake, real = F.avg_pool2d(fake, pool), F.avg_pool2d(real, pool)
-    return (fake - real).abs().mean()
+    return (fake - real).abs().flatten(1).mean(1)
 
 
 def diversity_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,

@@ -22,19 +22,17 @@ import torch
 from tqdm.auto import tqdm
 
 from limner.config import save_config_json
-from limner.data import ImageFolder, builtin_data_dir
+from limner.data import ImageFolder
 from limner.data import shapes
-from limner.data.builders import BUILTIN_DATASETS
-from limner.data.shards import ShardReader, shard_paths
 from limner.errors import ConfigError, DataError
 from limner.metrics import shapes_accuracy
 from limner.models import Discriminator, Generator
 from limner.pipelines import TextToImagePipeline
-from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
+from limner.text import TextEncoder
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.augment import diff_augment, parse_policy
-from limner.training.config import ANCHORED, AUTO, BAG_OF_WORDS, TrainConfig
-from limner.training.data import CaptionedImages, StreamingCaptionedImages, estimate_diversity_target
+from limner.training.config import AUTO, TrainConfig
+from limner.training.data import CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir
 from limner.training.distributed import DistributedContext
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
 from limner.utils.images import make_grid, save_png
@@ -51,43 +49,6 @@ class TrainResult:
     last_losses: dict[str, float] = field(default_factory=dict)
     scores: dict | None = None
     interrupted: bool = False
-
-
-def resolve_data_dir(config: TrainConfig) -> Path:
-    if config.train_data_dir in BUILTIN_DATASETS:
-        return builtin_data_dir(config.train_data_dir, config.resolution)
-    return Path(config.train_data_dir)
-
-
-def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEncoder:
-    if config.text_encoder == BAG_OF_WORDS:
-        return BagOfWordsEncoder.from_captions(train_captions)
-    if config.text_pooling == ANCHORED:
-        return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder,
-                                                 temperature=config.text_anchor_temperature, margin=config.text_anchor_margin)
-    return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
-
-
-def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True
-                       ) -> tuple[TextEncoder, CaptionedImages, list[str]]:
-    """The train split with its caption embeddings: in memory from an imagefolder, or streamed
-    from tar shards (`limner data pack`; only where `streaming`); also the entries skipped as invalid."""
-    if shard_paths(data_dir, "train"):
-        if not streaming:
-            raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
-        if config.evaluation_steps:
-            raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
-        reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
-        captions = reader.captions()
-        text_encoder = build_text_encoder(config, captions)
-        data = StreamingCaptionedImages(reader, captions, CachedTextEncoder(text_encoder), seed=config.seed)
-        return text_encoder, data, reader.skipped
-    folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
-    images = folder.load_images(config.resolution, progress=progress)
-    if folder.skipped:
-        log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), data_dir, folder.skipped[0])
-    text_encoder = build_text_encoder(config, folder.captions)
-    return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder)), folder.skipped
 
 
 class Trainer:
@@ -270,9 +231,10 @@ class Trainer:
             batch.generator_sentence = batch.sentence + offsets.to(device)
         if self.caption_tokens is not None:
             batch.caption_tokens = self.caption_tokens[own].to(device)
-        if config.diversity_weight > 0:
+        if config.diversity_weight > 0 or config.reconstruction_best_of == 2:
             pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
-            batch.pair_noise = pair_noise[: max(1, pair_noise.shape[0] // 2)].to(device)
+            pairs = pair_noise.shape[0] if config.reconstruction_best_of == 2 else max(1, pair_noise.shape[0] // 2)
+            batch.pair_noise = pair_noise[:pairs].to(device)
         policy = self.augment_policy
         if policy:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
@@ -286,6 +248,7 @@ class Trainer:
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
+                reconstruction_best_of_two=config.reconstruction_best_of == 2,
                 diversity_weight=config.diversity_weight, diversity_target=self.diversity_target, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 

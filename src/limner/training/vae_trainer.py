@@ -20,9 +20,9 @@ from limner.models.vae import ConditionalVAE
 from limner.pipelines import TextToImagePipeline
 from limner.text import CachedTextEncoder, TextEncoder
 from limner.training.config import TrainConfig
-from limner.training.data import load_test_split
+from limner.training.data import load_test_split, load_training_data, resolve_data_dir
 from limner.training.losses import elbo_loss, gaussian_kl
-from limner.training.trainer import held_out_scores, load_training_data, resolve_data_dir
+from limner.training.trainer import held_out_scores
 from limner.utils.images import make_grid, save_png
 
 SCORES_NAME = "vae_scores.json"
