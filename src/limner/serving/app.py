@@ -47,9 +47,10 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
     )
     app = FastAPI(title="limner", version="1", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serving = state
+    app.state.config = config  # what BackgroundServer and uvicorn_config read the limits from
     install_error_handlers(app, config)
-    for router in ROUTERS:
-        app.include_router(router)
+    for router in ROUTERS:  # the routes themselves, flat in app.routes (include_router would nest them lazily)
+        app.router.routes.extend(router.routes)
     app.add_middleware(Authenticator, keys=keys, limiter=state.limiter, per_minute=config.rate_limit_per_minute)
     app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s, metrics=state.metrics)
     return app
