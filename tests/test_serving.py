@@ -106,6 +106,7 @@ def test_metrics_count_requests_batches_and_images(client):
     assert 'limner_images_generated_total{model="tiny"} 2.0' in text
     assert "limner_batch_images_count 1.0" in text and "limner_request_seconds_bucket" in text
     assert 'limner_queue_depth{model="tiny"} 0.0' in text
+    assert 'limner_queue_limit{model="tiny"} 256.0' in text and "limner_ready 1.0" in text  # what the alert rules read
 
 
 # ---- bad requests: the envelope and the right status, never a 500 -------------------------

@@ -15,6 +15,8 @@ class ServerMetrics:
         self.latency = Histogram("limner_request_seconds", "Time to answer, by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_images = Histogram("limner_batch_images", "Images per generator call", buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("limner_queue_depth", "Requests waiting for the generator", ["model"], registry=self.registry)
+        self.queue_limit = Gauge("limner_queue_limit", "Requests that may wait before the server answers 503", ["model"], registry=self.registry)
+        self.ready = Gauge("limner_ready", "1 while the server takes requests, 0 while loading or shutting down", registry=self.registry)
         self.images = Counter("limner_images_generated", "Images generated", ["model"], registry=self.registry)
 
     def render(self) -> bytes:

@@ -33,6 +33,8 @@ async def readyz(state: State) -> JSONResponse:
 async def metrics_route(state: State) -> Response:
     for model in state.served.values():
         state.metrics.queue_depth.labels(model.name).set(model.batcher.depth if model.batcher else 0)
+        state.metrics.queue_limit.labels(model.name).set(state.config.max_queue_size)
+    state.metrics.ready.set(1 if state.ready else 0)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
