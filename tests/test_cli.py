@@ -46,3 +46,14 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "multiple of 16" in capsys.readouterr().err
     assert main(["train", "--preset", "shapes", "--text-pooling", "foo"]) == 2
     assert "text_pooling must be one of" in capsys.readouterr().err
+
+
+def test_a_bad_config_file_is_a_one_line_error(tmp_path, capsys):
+    broken, listed = tmp_path / "broken.json", tmp_path / "list.json"
+    broken.write_text("{\"max_train_steps\": 3,")
+    listed.write_text("[1, 2]")
+    for path, message in ((broken, "not valid JSON"), (listed, "one JSON object"), (tmp_path / "absent.json", "config file not found")):
+        for command in (["train", "--preset", "shapes", "--config", str(path)], ["serve", "--config", str(path), "model"]):
+            assert main(command) == 2, (command, message)
+            err = capsys.readouterr().err
+            assert err.startswith("limner: error:") and str(path) in err and message in err and "Traceback" not in err

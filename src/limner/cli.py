@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from limner.config import read_config_file
 from limner.errors import DataError, LimnerError
 
 EXIT_USER_ERROR = 2
@@ -268,8 +269,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.skip_invalid_images:
         overrides["skip_invalid_images"] = True
     if args.config:
-        file_values = json.loads(Path(args.config).read_text())
-        overrides = {**file_values, **overrides}
+        overrides = {**read_config_file(args.config), **overrides}
     if args.model == "evaluator":
         return _train_evaluator(args, overrides)
     if args.model == "captioner":
@@ -483,7 +483,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from limner.serving import ServeConfig, create_app
     from limner.serving.connections import raise_open_file_limit, uvicorn_config
 
-    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values = read_config_file(args.config) if args.config else {}
     values.update(host=args.host, port=args.port)
     if args.api_keys:
         values["api_keys_file"] = args.api_keys

@@ -61,14 +61,24 @@ def save_config_json(config: Any, path: Path) -> None:
 
 
 def load_config_json(cls: type[T], path: Path) -> T:
+    return config_from_dict(cls, read_config_file(path), where=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in `path`; a ConfigError naming the file when it is missing, unreadable,
+    not JSON, or not an object."""
     path = Path(path)
     try:
         values = json.loads(path.read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: config file not found") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err})") from err
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
-    return config_from_dict(cls, values, where=str(path))
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config file holds one JSON object of settings, got {type(values).__name__}")
+    return values
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
