@@ -6,20 +6,21 @@ import pytest
 import torch
 
 from limner.errors import ConfigError
-from limner.models import Discriminator, Generator
+from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoderConfig
 from limner.training import Trainer, build_train_config
 from limner.training.checkpoint import list_checkpoints, resolve_checkpoint
-from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, gan_train_step
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded_pair_noise, gan_train_step
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
-def _models(seed=0, contrastive_dim=0):
+def _models(seed=0, contrastive_dim=0, latent_dims=0):
     torch.manual_seed(seed)
     generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32))
     discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim))
-    models = GANModels(generator, discriminator, copy.deepcopy(generator))
+    encoder = LatentEncoder(LatentEncoderConfig(latent_dims=latent_dims, channels=8)) if latent_dims else None
+    models = GANModels(generator, discriminator, copy.deepcopy(generator), encoder)
     optimizers = GANOptimizers(
-        torch.optim.Adam(generator.parameters(), lr=2e-3, betas=(0.0, 0.9)),
+        torch.optim.Adam([*generator.parameters(), *(encoder.parameters() if encoder else [])], lr=2e-3, betas=(0.0, 0.9)),
         torch.optim.Adam(discriminator.parameters(), lr=2e-3, betas=(0.0, 0.9)),
     )
     return models, optimizers
@@ -273,3 +274,59 @@ def test_best_of_two_reconstruction_lets_one_caption_keep_two_looks():
         spreads[best_of_two] = _noise_spread(models.generator, captions[:1])
         assert math.isfinite(losses["reconstruction"])
     assert spreads[True] > 3 * spreads[False], spreads
+
+
+def test_latent_encoder_lets_the_noise_pick_one_of_a_captions_looks():
+    """One caption, two real images (a red square top-left, a green one bottom-right). With the
+    latent encoder each real image's proposed noise redraws that image, and noise drawn from the
+    prior lands on one look or the other, not on their blurred mean as plain reconstruction does."""
+    target = torch.full((8, 3, 32, 32), -0.8)  # short of tanh's ends, where a collapsed generator has no gradient
+    target[:4, 0, 2:14, 2:14] = 0.8
+    target[4:, 1, 18:30, 18:30] = 0.8
+    captions = torch.eye(12)[:1].repeat(8, 1)
+    spreads = {}
+    for latent_dims in (0, 2):
+        models, optimizers = _models(latent_dims=latent_dims)
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(150):
+            batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
+                             pair_noise=torch.randn(8, 8, generator=rng), shared_caption=torch.ones(8, dtype=torch.bool))
+            losses = gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, latent_kl_weight=0.01)
+        spreads[latent_dims] = _noise_spread(models.generator, captions[:1])
+        assert math.isfinite(losses["reconstruction"])
+    assert "latent_kl" in losses and losses["latent_kl"] > 0
+    assert spreads[2] > 1.5 * spreads[0], spreads
+    with torch.no_grad():  # the proposal for each look (as the step standardises it, at zero draw) redraws that look
+        batch.pair_noise = torch.zeros(8, 8)
+        noise, _ = encoded_pair_noise(models.latent_encoder, batch)
+        drawn = models.generator(noise[[0, 4]], captions[:2])
+    errors = (drawn[:, None] - target[None, [0, 4]]).abs().flatten(2).mean(2)  # (drawn, look)
+    assert errors[0, 0] < errors[0, 1] and errors[1, 1] < errors[1, 0], errors
+
+
+def test_latent_encoder_serves_only_captions_several_images_share():
+    """A caption with a single image keeps the plain noise (and adds no KL)."""
+    models, _ = _models(latent_dims=2)
+    images = torch.zeros(4, 3, 32, 32)
+    pair_noise = torch.randn(4, 8)
+    batch = GANBatch(images, torch.zeros(4, 12), torch.zeros(4, 12), torch.randn(4, 8), pair_noise=pair_noise,
+                     shared_caption=torch.tensor([True, False, True, False]))
+    noise, kl = encoded_pair_noise(models.latent_encoder, batch)
+    assert torch.equal(noise[[1, 3]], pair_noise[[1, 3]]) and not torch.equal(noise[[0, 2]], pair_noise[[0, 2]])
+    assert torch.equal(noise[:, 2:], pair_noise[:, 2:])  # only the first latent_dims entries are proposed
+    batch.shared_caption = torch.zeros(4, dtype=torch.bool)
+    assert encoded_pair_noise(models.latent_encoder, batch)[1].item() == 0.0
+
+
+def test_training_with_the_latent_encoder_checkpoints_and_resumes_it(tiny_shapes, tmp_path):
+    overrides = tiny_train_overrides(tiny_shapes, tmp_path / "out", latent_encoder_dims=2, reconstruction_weight=1.0,
+                                     checkpointing_steps=2)
+    result = Trainer(build_train_config(None, overrides), progress=False).train()
+    assert "latent_kl" in result.last_losses and all(math.isfinite(v) for v in result.last_losses.values())
+    checkpoint = resolve_checkpoint(tmp_path / "out" / "checkpoints", "latest")
+    assert (checkpoint / "latent_encoder" / "model.safetensors").is_file()
+    resumed = Trainer(build_train_config(None, {**overrides, "resume_from_checkpoint": "latest"}), progress=False)
+    saved = LatentEncoder.from_pretrained(checkpoint / "latent_encoder").state_dict()
+    assert all(torch.equal(saved[name], value) for name, value in resumed.models.latent_encoder.state_dict().items())
+    with pytest.raises(ConfigError, match="reconstruction_best_of 1"):
+        build_train_config(None, {"latent_encoder_dims": 2, "reconstruction_weight": 1.0, "reconstruction_best_of": 2})

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from limner.errors import CheckpointError, ConfigError
-from limner.models import Discriminator, Generator
+from limner.models import Discriminator, Generator, LatentEncoder
 from limner.training.gan_step import GANModels, GANOptimizers
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -70,6 +70,8 @@ def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizer
     models.generator.save_pretrained(staging / "generator")
     models.ema.save_pretrained(staging / "ema")
     models.discriminator.save_pretrained(staging / "discriminator")
+    if models.latent_encoder is not None:
+        models.latent_encoder.save_pretrained(staging / "latent_encoder")
     state = {
         "step": step,
         "generator_optimizer": optimizers.generator.state_dict(),
@@ -120,6 +122,10 @@ def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, 
     models.generator.load_state_dict(Generator.from_pretrained(folder / "generator").state_dict())
     models.ema.load_state_dict(Generator.from_pretrained(folder / "ema").state_dict())
     models.discriminator.load_state_dict(Discriminator.from_pretrained(folder / "discriminator").state_dict())
+    if models.latent_encoder is not None:
+        if not (folder / "latent_encoder").is_dir():
+            raise CheckpointError(f"{folder}: has no latent_encoder/, but this run trains one (latent_encoder_dims > 0)")
+        models.latent_encoder.load_state_dict(LatentEncoder.from_pretrained(folder / "latent_encoder").state_dict())
     state = torch.load(folder / "training_state.pt", weights_only=True, map_location="cpu")
     optimizers.generator.load_state_dict(state["generator_optimizer"])
     optimizers.discriminator.load_state_dict(state["discriminator_optimizer"])

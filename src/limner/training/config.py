@@ -76,6 +76,11 @@ class TrainConfig:
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
     reconstruction_best_of: int = 1       # 2: two samples per caption, only the nearer is pulled (best-of-many)
+    # > 0: a training-only encoder reads each real image whose caption several images share and
+    # proposes this many of the generator's noise entries for it; that sample is the one pulled
+    # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
+    latent_encoder_dims: int = 0
+    latent_kl_weight: float = 0.01        # keeps the proposed noises distributed as the prior
     condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
     # the generator's noise must matter: each step draws the first half of the batch's captions a
     # second time from other noise and asks each pair to differ (see losses.diversity_loss)
@@ -159,6 +164,12 @@ class TrainConfig:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive, got {self.reconstruction_weight}")
         if self.reconstruction_best_of not in (1, 2):
             raise ConfigError(f"reconstruction_best_of must be 1 or 2, got {self.reconstruction_best_of}")
+        if self.latent_encoder_dims < 0 or self.latent_kl_weight < 0:
+            raise ConfigError(f"latent_encoder_dims and latent_kl_weight must be 0 (off) or positive, got "
+                              f"{self.latent_encoder_dims} and {self.latent_kl_weight}")
+        if self.latent_encoder_dims > 0 and (self.reconstruction_weight <= 0 or self.reconstruction_best_of != 1):
+            raise ConfigError("latent_encoder_dims > 0 teaches through the reconstruction term: it needs reconstruction_weight > 0 "
+                              f"and reconstruction_best_of 1 (got {self.reconstruction_weight} and {self.reconstruction_best_of})")
         if self.diversity_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"diversity_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.diversity_weight} and {self.reconstruction_pool}")

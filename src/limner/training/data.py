@@ -184,14 +184,27 @@ class StreamingCaptionedImages:
         return from_uint8(images), own, _mismatched(own, len(self.captions), rng)
 
 
-def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:
-    """Mean absolute pixel difference (in [-1, 1]) between two real images that share a caption,
-    over up to `pairs` random pairs; raises DataError when no caption has two images."""
+def caption_owners(data: CaptionedImages) -> dict[int, list[int]]:
+    """For each caption id, the images that carry it."""
     owners: dict[int, list[int]] = {}
     for image, (start, count) in enumerate(zip(data.offsets.tolist(), data.counts.tolist())):
         for caption in data.caption_ids[start:start + count].tolist():
             owners.setdefault(caption, []).append(image)
-    shared = [images for images in owners.values() if len(images) >= 2]
+    return owners
+
+
+def shared_captions(data: CaptionedImages) -> torch.Tensor:
+    """(U,) bool: True for each caption that two or more training images carry."""
+    shared = torch.zeros(len(data.captions), dtype=torch.bool)
+    for caption, images in caption_owners(data).items():
+        shared[caption] = len(images) >= 2
+    return shared
+
+
+def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:
+    """Mean absolute pixel difference (in [-1, 1]) between two real images that share a caption,
+    over up to `pairs` random pairs; raises DataError when no caption has two images."""
+    shared = [images for images in caption_owners(data).values() if len(images) >= 2]
     if not shared:
         raise DataError("no caption has two images, so the data shows no spread to aim for: give diversity_target a number")
     rng = torch.Generator().manual_seed(seed)

@@ -7,10 +7,11 @@ from typing import Callable
 
 import torch
 
-from limner.models import Discriminator, Generator
+from limner.models import Discriminator, Generator, LatentEncoder
+from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
-    alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp,
-    diversity_loss, reconstruction_loss,
+    alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
+    matching_aware_gp, diversity_loss, reconstruction_loss,
 )
 
 
@@ -19,6 +20,7 @@ class GANModels:
     generator: Generator
     discriminator: Discriminator
     ema: Generator  # averaged copy of the generator, used for sampling
+    latent_encoder: LatentEncoder | None = None  # training only: proposes the noise of each real image
 
 
 @dataclass
@@ -37,6 +39,7 @@ class GANBatch:
     caption_tokens: torch.Tensor | None = None      # (B, L + 1) the captioner's tokens of each caption (cycle loss)
     pair_noise: torch.Tensor | None = None          # (P, Z) second noises for the first P captions (mode seeking)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # what the discriminator sees (DiffAugment)
+    shared_caption: torch.Tensor | None = None      # (B,) bool: the caption has several training images (latent encoder)
 
 
 @dataclass
@@ -65,6 +68,7 @@ def gan_train_step(
     reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
+    latent_kl_weight: float = 0.0,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
     guides: Guides | None = None,
 ) -> dict[str, float]:
@@ -75,7 +79,10 @@ def gan_train_step(
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
     the real image it shares a caption with (batch.images[i] for batch.sentence[i]), on
     reconstruction_pool-sized cells; with reconstruction_best_of_two only the nearer of two samples
-    per caption is (batch.pair_noise must then cover the batch). With diversity_weight > 0 the first P captions are drawn
+    per caption is (batch.pair_noise must then cover the batch). With models.latent_encoder, the second
+    sample of each caption that several training images share is drawn from the noise the encoder reads
+    off its real image, and only that sample is pulled towards it (a plain sample for the other captions);
+    latent_kl_weight keeps the encoded noises near the prior. With diversity_weight > 0 the first P captions are drawn
     a second time from batch.pair_noise and each pair is asked to differ by diversity_target (diversity_loss).
     batch.augment, when given, transforms real and generated images alike before the
     discriminator sees them (DiffAugment), in both steps.
@@ -102,17 +109,25 @@ def gan_train_step(
         g_total = g_total + contrastive_terms(discriminator, fake_features, batch.sentence, real_image_embedding, same_caption, stats,
                                               weight=contrastive_weight, image_weight=image_contrastive_weight,
                                               temperature=contrastive_temperature)
-    second = None
-    if batch.pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two):
-        second = models.generator(batch.pair_noise, condition[: batch.pair_noise.shape[0]])
-    g_total = g_total + pixel_terms(fake, second, batch, stats, reconstruction_weight=reconstruction_weight,
-                                    reconstruction_pool=reconstruction_pool, reconstruction_best_of_two=reconstruction_best_of_two,
+    second, pair_noise = None, batch.pair_noise
+    if models.latent_encoder is not None:
+        pair_noise, kl = encoded_pair_noise(models.latent_encoder, batch)
+        g_total = g_total + latent_kl_weight * kl
+        stats["latent_kl"] = kl.item()
+    if pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two or models.latent_encoder is not None):
+        second = models.generator(pair_noise, condition[: pair_noise.shape[0]])
+    g_total = g_total + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
+                                    reconstruction_pool=reconstruction_pool,
+                                    reconstruction_of="best_of_two" if reconstruction_best_of_two else
+                                    "second" if models.latent_encoder is not None else "first",
                                     diversity_weight=diversity_weight, diversity_target=diversity_target)
     g_total = g_total + guide_terms(fake, batch, guides, stats)
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
     discriminator.requires_grad_(True)
     sync(models.generator)
+    if models.latent_encoder is not None:
+        sync(models.latent_encoder)
     optimizers.generator.step()
     update_ema(models.ema, models.generator, ema_decay)
     return {**d_stats, "g_loss": g_loss.item(), **stats}
@@ -164,23 +179,46 @@ def contrastive_terms(discriminator: Discriminator, fake_features: torch.Tensor,
     return total
 
 
-def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, batch: GANBatch, stats: dict, *, reconstruction_weight: float,
-                reconstruction_pool: int, reconstruction_best_of_two: bool, diversity_weight: float, diversity_target: float) -> torch.Tensor:
+def encoded_pair_noise(encoder: LatentEncoder, batch: GANBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The second noises with, for each caption several real images share, the encoder's proposal
+    for its own image (batch.pair_noise's entries as the reparameterisation draw); and the KL of
+    those proposals to the standard normal prior, summed over latent entries, averaged over those captions."""
+    if batch.pair_noise is None or batch.pair_noise.shape[0] != batch.images.shape[0] or batch.shared_caption is None:
+        raise ValueError("the latent encoder needs a second noise for every caption and batch.shared_caption")
+    mean, log_var = encoder(batch.images)
+    # proposals standardised over the batch: they keep the prior's spread whatever the encoder has
+    # learnt, so they always tell the images apart and the generator cannot learn to ignore them
+    # (left free they start near-equal, the generator settles on the mean image, and the encoder
+    # then gets no gradient: posterior collapse)
+    mean = (mean - mean.mean(0)) / mean.std(0).clamp(min=1e-4) if mean.shape[0] > 1 else mean
+    shared = batch.shared_caption[:, None]
+    pair_noise = torch.where(shared, encoded_noise(mean, log_var, batch.pair_noise), batch.pair_noise)
+    # of the standardised proposal: its mean part is then fixed, and the term weighs only how narrow
+    # each proposal is (how much it tells) against the prior's spread
+    kl = gaussian_kl(mean, log_var, torch.zeros_like(mean), torch.zeros_like(log_var)).sum(1)  # (B,)
+    kl = (kl * batch.shared_caption).sum() / batch.shared_caption.sum().clamp(min=1)
+    return pair_noise, kl
+
+
+def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,
+                stats: dict, *, reconstruction_weight: float, reconstruction_pool: int, reconstruction_of: str,
+                diversity_weight: float, diversity_target: float) -> torch.Tensor:
     """The generator's reconstruction and diversity terms, weighted and summed (figures into `stats`);
-    `second`: the images of batch.pair_noise for the first captions, or None."""
+    `second`: the images of pair_noise for the first captions, or None. reconstruction_of: which
+    samples are pulled towards the real images: "first" (`fake`), "second", or "best_of_two" (the nearer)."""
     total = fake.new_zeros(())
     if reconstruction_weight > 0:
-        if reconstruction_best_of_two:
-            if second is None or second.shape[0] != fake.shape[0]:
-                raise ValueError("reconstruction_best_of_two needs a second noise for every caption (batch.pair_noise of the batch's size)")
-            reconstruction = best_of_reconstruction_loss([fake, second], batch.images, pool=reconstruction_pool)
+        if reconstruction_of != "first" and (second is None or second.shape[0] != fake.shape[0]):
+            raise ValueError(f"reconstruction of {reconstruction_of!r} needs a second noise for every caption (pair noise of the batch's size)")
+        if reconstruction_of == "best_of_two":
+            reconstruction = best_of_reconstruction_loss([fake, second], images, pool=reconstruction_pool)
         else:
-            reconstruction = reconstruction_loss(fake, batch.images, pool=reconstruction_pool)
+            reconstruction = reconstruction_loss(second if reconstruction_of == "second" else fake, images, pool=reconstruction_pool)
         total = total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
     if diversity_weight > 0 and second is not None:
         pairs = second.shape[0]
-        spread = diversity_loss(fake[:pairs], second, batch.noise[:pairs], batch.pair_noise, target=diversity_target)
+        spread = diversity_loss(fake[:pairs], second, noise[:pairs], pair_noise, target=diversity_target)
         total = total + diversity_weight * spread
         stats["diversity"] = spread.item()
     return total

@@ -26,13 +26,15 @@ from limner.data import ImageFolder
 from limner.data import shapes
 from limner.errors import ConfigError, DataError
 from limner.metrics import shapes_accuracy
-from limner.models import Discriminator, Generator
+from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoderConfig
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO, TrainConfig
-from limner.training.data import CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir
+from limner.training.data import (
+    CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
+)
 from limner.training.distributed import DistributedContext
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
 from limner.utils.images import make_grid, save_png
@@ -83,7 +85,22 @@ class Trainer:
         discriminator.text_norm.fit(self.data.sentence_table)
         generator, discriminator = generator.to(self.dist.device), discriminator.to(self.dist.device)
         ema = copy.deepcopy(generator).eval().requires_grad_(False)
-        return GANModels(generator, discriminator, ema)
+        return GANModels(generator, discriminator, ema, self._build_latent_encoder(generator_config.noise_dim))
+
+    def _build_latent_encoder(self, noise_dim: int) -> LatentEncoder | None:
+        """The training-only latent encoder (latent_encoder_dims > 0), and which captions it serves."""
+        dims = self.config.latent_encoder_dims
+        if dims == 0:
+            return None
+        if dims > noise_dim:
+            raise ConfigError(f"latent_encoder_dims ({dims}) cannot exceed the generator's noise_dim ({noise_dim})")
+        if not isinstance(self.data, CaptionedImages):
+            raise ConfigError("latent_encoder_dims reads which captions several images share from an imagefolder held in memory; "
+                              "with shards leave it 0")
+        self.shared_caption = shared_captions(self.data)
+        log.info("latent encoder: %d noise entries; %d of %d captions are shared by several images",
+                 dims, int(self.shared_caption.sum()), len(self.shared_caption))
+        return LatentEncoder(LatentEncoderConfig(latent_dims=dims)).to(self.dist.device)
 
     def _load_guides(self) -> tuple[Guides | None, torch.Tensor | None]:
         """The frozen aligner and captioner of the bidirectional terms, if their weights are on,
@@ -123,8 +140,11 @@ class Trainer:
 
     def _build_optimizers(self) -> GANOptimizers:
         betas = (self.config.adam_beta1, self.config.adam_beta2)
+        generator_params = list(self.models.generator.parameters())
+        if self.models.latent_encoder is not None:  # trained with the generator, by the same terms
+            generator_params += list(self.models.latent_encoder.parameters())
         return GANOptimizers(
-            torch.optim.Adam(self.models.generator.parameters(), lr=self.config.learning_rate, betas=betas),
+            torch.optim.Adam(generator_params, lr=self.config.learning_rate, betas=betas),
             torch.optim.Adam(self.models.discriminator.parameters(), lr=self.config.discriminator_learning_rate, betas=betas),
         )
 
@@ -231,10 +251,13 @@ class Trainer:
             batch.generator_sentence = batch.sentence + offsets.to(device)
         if self.caption_tokens is not None:
             batch.caption_tokens = self.caption_tokens[own].to(device)
-        if config.diversity_weight > 0 or config.reconstruction_best_of == 2:
+        whole_batch = config.reconstruction_best_of == 2 or config.latent_encoder_dims > 0  # a second sample for every caption
+        if config.diversity_weight > 0 or whole_batch:
             pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
-            pairs = pair_noise.shape[0] if config.reconstruction_best_of == 2 else max(1, pair_noise.shape[0] // 2)
+            pairs = pair_noise.shape[0] if whole_batch else max(1, pair_noise.shape[0] // 2)
             batch.pair_noise = pair_noise[:pairs].to(device)
+        if self.models.latent_encoder is not None:
+            batch.shared_caption = self.shared_caption[own].to(device)
         policy = self.augment_policy
         if policy:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
@@ -249,7 +272,8 @@ class Trainer:
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
                 reconstruction_best_of_two=config.reconstruction_best_of == 2,
-                diversity_weight=config.diversity_weight, diversity_target=self.diversity_target, sync_gradients=self.dist.average_gradients, guides=self.guides,
+                diversity_weight=config.diversity_weight, diversity_target=self.diversity_target,
+                latent_kl_weight=config.latent_kl_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
     def _validate(self, writer, *, final: bool = False) -> None:
