@@ -17,24 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
+from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
 
 from limner.evaluation import evaluate
 from limner.training import build_train_config, train
 from limner.training.evaluator_trainer import train_evaluator
 from limner.training.vae_trainer import train_vae
-
-
-def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def summary_row(minutes: float, steps: int, report: dict) -> dict:

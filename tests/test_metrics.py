@@ -36,6 +36,17 @@ def test_retrieval_recall_by_hand():
     assert recall["text_to_image_r@1"] == 1.0
 
 
+def test_recall_at_k_counts_any_relevant_candidate_and_skips_queries_with_none():
+    from limner.metrics.alignment import recall_at_k
+
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.1, 0.2, 0.3]])
+    relevant = torch.tensor([[False, True, True], [True, False, False], [False, False, False]])
+    # query 0: best is 0 (irrelevant), then 2 (relevant); query 1: 0 is its worst; query 2 has nothing relevant
+    assert recall_at_k(scores, relevant, 1) == 0.0
+    assert recall_at_k(scores, relevant, 2) == 0.5
+    assert recall_at_k(scores, relevant, 3) == 1.0
+
+
 def test_alignment_diversity_and_nearest_neighbours_by_hand():
     assert alignment_score(torch.eye(2), torch.eye(2)) == 1.0
     features = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]])

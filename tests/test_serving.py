@@ -418,3 +418,29 @@ def test_chat_needs_an_image_and_a_captioning_model(chat_client):
     assert_envelope(c.post("/v1/chat/completions", json=chat_body(data_url(Image.new("RGB", (8, 8))), model="tiny")), 400, "wrong_model_type")
     assert_envelope(c.post("/v1/images/generations", json={"prompt": PROMPT, "model": "captioner"}), 400, "wrong_model_type")
     assert_envelope(c.post("/v1/chat/completions", json={"messages": "nope"}), 400, "invalid_value", "messages")
+
+
+def test_logs_carry_no_prompt_unless_the_operator_asks_and_then_hashed_if_asked(caplog):
+    import hashlib
+    import hmac
+
+    caplog.set_level(logging.INFO)
+    salt = "a-deployment-secret-0123456789"
+    prompts = {}
+    for mode in ("off", "hashed", "plain"):
+        config = ServeConfig(log_prompts=mode, prompt_log_salt=salt if mode == "hashed" else "")
+        with TestClient(create_app({"tiny": tiny_pipeline()}, config)) as client:
+            caplog.clear()
+            assert client.post("/v1/images/generations", json={"prompt": PROMPT, "n": 1}).status_code == 200
+            prompts[mode] = [r.getMessage() for r in caplog.records if r.name == "limner.prompts"]
+            if mode != "plain":
+                assert PROMPT not in caplog.text  # neither the access log nor anything else
+            assert "b64" not in " ".join(r.getMessage() for r in caplog.records if r.name == "limner.access")
+    assert prompts["off"] == []
+    expected = hmac.new(salt.encode(), PROMPT.encode(), hashlib.sha256).hexdigest()
+    assert len(prompts["hashed"]) == 1 and expected in prompts["hashed"][0]
+    assert len(prompts["plain"]) == 1 and PROMPT in prompts["plain"][0]
+    with pytest.raises(ConfigError, match="prompt_log_salt"):
+        ServeConfig(log_prompts="hashed", prompt_log_salt="short")
+    with pytest.raises(ConfigError, match="log_prompts must be one of"):
+        ServeConfig(log_prompts="everything")

@@ -7,6 +7,8 @@
     limner generate MODEL_DIR "a small red circle in the top left" -n 8 -o grid.png
     limner caption MODEL_DIR a.png b.png [--beams 3]
     limner serve [NAME=]MODEL_DIR ... [--host H --port P --api-keys FILE]
+    limner export MODEL_DIR --format onnx [--quantize dynamic|static]
+    limner prune MODEL_DIR --amount 0.3 --output-dir DIR [--distill-minutes 5]
     limner keys create|revoke|list --file FILE [NAME]
 """
 
@@ -15,12 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from limner.config import read_config_file
 from limner.errors import DataError, LimnerError
+
+BACKEND_CHOICES = ("torch", "compile", "onnx", "onnx-int8")  # TextToImagePipeline's BACKENDS, without importing torch here
 
 EXIT_USER_ERROR = 2
 
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_roundtrip(commands)
     _add_rank(commands)
     _add_export(commands)
+    _add_prune(commands)
     _add_keys(commands)
     return parser
 
@@ -126,7 +132,7 @@ def _add_generate(commands) -> None:
     generate.add_argument("-o", "--output", default="grid.png")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
-    generate.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
+    generate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help="how the generator runs: torch (eager), compile (torch.compile), onnx or onnx-int8 (after `limner export`, with --quantize for int8)")
     caption = commands.add_parser("caption", help="describe images in words with a trained captioner")
     caption.add_argument("model_dir")
     caption.add_argument("images", nargs="+")
@@ -159,7 +165,7 @@ def _add_serve(commands) -> None:
     serve.add_argument("--config", default=None, help="a JSON file of ServeConfig values (limits, batching, blocklist)")
     serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
-    serve.add_argument("--backend", choices=["torch", "compile", "onnx"], default="torch", help="how the generator runs: torch (eager), compile (torch.compile) or onnx (after `limner export`)")
+    serve.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help="how the generator runs: torch (eager), compile (torch.compile), onnx or onnx-int8 (after `limner export`, with --quantize for int8)")
 
 
 def _add_roundtrip(commands) -> None:
@@ -188,6 +194,22 @@ def _add_export(commands) -> None:
     export = commands.add_parser("export", help="export a text-to-image model for fast inference (ONNX)")
     export.add_argument("model_dir")
     export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--quantize", choices=["dynamic", "static"], default=None,
+                        help="also write the generator in int8 (onnxruntime): dynamic, or static calibrated on the model's own captions")
+    export.add_argument("--calibration-captions", default=None,
+                        help="static: a text file of captions, one per line (default: the training data's captions)")
+
+
+def _add_prune(commands) -> None:
+    """`limner prune`."""
+    prune = commands.add_parser("prune", help="remove a share of the generator's channels, then distil it from the original")
+    prune.add_argument("model_dir")
+    prune.add_argument("--amount", type=float, required=True, help="share of each stage's channels to remove, e.g. 0.3")
+    prune.add_argument("--output-dir", required=True, help="where the pruned model goes (not the original's folder)")
+    prune.add_argument("--distill-minutes", type=float, default=5.0, help="wall-clock budget of the distillation")
+    prune.add_argument("--distill-steps", type=int, default=100_000)
+    prune.add_argument("--captions", default=None, help="a text file of captions, one per line (default: the training data's)")
+    prune.add_argument("--no-progress", action="store_true")
 
 
 def _add_keys(commands) -> None:
@@ -509,9 +531,53 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from limner.export import export_onnx
 
-    report = export_onnx(args.model_dir)
+    captions = _own_captions(args.model_dir, args.calibration_captions, limit=256, flag="--calibration-captions") if args.quantize == "static" else None
+    report = export_onnx(args.model_dir, quantize=args.quantize, calibration_captions=captions)
     differences = ", ".join(f"{k.removesuffix('_max_abs_diff')} {v:.1e}" for k, v in report.items() if k.endswith("_max_abs_diff"))
     print(f"wrote {Path(args.model_dir) / 'onnx'} (opset {report['opset']}); largest difference from PyTorch: {differences}")
+    if "int8" in report:
+        int8 = report["int8"]
+        print(f"int8 ({int8['mode']}): mean difference from PyTorch {int8['mean_abs_diff']:.3f}, largest {int8['max_abs_diff']:.3f} "
+              "(pixels in [-1, 1]); run it with --backend onnx-int8")
+    return 0
+
+
+def _own_captions(model_dir: str, captions_file: str | None, *, limit: int, flag: str) -> list[str]:
+    """The lines of `captions_file`, else up to `limit` captions of the data the model was trained on
+    (`flag`: the option that names such a file, for the error that asks for one)."""
+    from limner.config import load_config_json
+    from limner.data import ImageFolder
+    from limner.training import TrainConfig
+    from limner.training.data import resolve_data_dir
+
+    if captions_file:
+        try:
+            lines = Path(captions_file).read_text().splitlines()
+        except OSError as err:
+            raise DataError(f"{captions_file}: cannot read the captions ({err})") from err
+        captions = [line.strip() for line in lines if line.strip()]
+        if not captions:
+            raise DataError(f"{captions_file}: holds no captions (one per line)")
+        return captions
+    config_path = Path(model_dir) / "training_config.json"
+    if not config_path.is_file():
+        raise DataError(f"{model_dir}: no training_config.json to find the training captions; give {flag} FILE (one caption per line)")
+    config = load_config_json(TrainConfig, config_path)
+    captions = ImageFolder(resolve_data_dir(config), "train").captions
+    return random.Random(0).sample(captions, min(limit, len(captions)))
+
+
+def _run_prune(args: argparse.Namespace) -> int:
+    from limner.training.prune import prune_model
+
+    captions = _own_captions(args.model_dir, args.captions, limit=4096, flag="--captions")
+    report = prune_model(args.model_dir, args.output_dir, amount=args.amount, captions=captions, distill_minutes=args.distill_minutes,
+                         distill_steps=args.distill_steps, progress=not args.no_progress)
+    distilled = report["distillation"]
+    print(f"pruned {args.amount:.0%} of the channels: {report['parameters_before']:,} -> {report['parameters_after']:,} parameters "
+          f"(channels {report['channels_before']} -> {report['channels_after']}); distilled {distilled['steps']} steps in "
+          f"{distilled['seconds']:.0f}s, L1 to the original {distilled['l1_to_teacher_first']:.3f} -> {distilled['l1_to_teacher_last']:.3f}")
+    print(f"model: {args.output_dir}")
     return 0
 
 
@@ -536,7 +602,8 @@ def _run_keys(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"data": _run_data, "train": _run_train, "generate": _run_generate, "caption": _run_caption, "evaluate": _run_evaluate,
-             "serve": _run_serve, "roundtrip": _run_roundtrip, "rank": _run_rank, "export": _run_export, "keys": _run_keys}
+             "serve": _run_serve, "roundtrip": _run_roundtrip, "rank": _run_rank, "export": _run_export, "prune": _run_prune,
+             "keys": _run_keys}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -195,9 +195,11 @@ def evaluate(
     diversity_prompts: int = 50,
     diversity_images_per_prompt: int = 8,
     fid_features: str = "evaluator",
+    backend: str = "torch",
     progress: bool = True,
 ) -> dict:
-    """Score the model, write metrics.json and report.html, and return the metrics."""
+    """Score the model, write metrics.json and report.html, and return the metrics. `backend`:
+    how the generator runs (TextToImagePipeline.from_pretrained's; "onnx-int8" judges the int8 export)."""
     from limner.evaluation.report import write_report
 
     started = time.perf_counter()
@@ -206,7 +208,7 @@ def evaluate(
     if fid_features not in ("evaluator", "inception"):
         raise ConfigError(f"fid_features must be evaluator or inception, got {fid_features!r}")
     inception = InceptionFeatures() if fid_features == "inception" else None  # fails early when unavailable
-    pipe = TextToImagePipeline.from_pretrained(model_dir)
+    pipe = TextToImagePipeline.from_pretrained(model_dir, backend=backend)
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
@@ -228,6 +230,7 @@ def evaluate(
         "n_candidate_captions": len(captions),
         "n_train_images_for_floors": int(train_real.shape[0]),
         "seed": seed,
+        "backend": backend,
         "diversity_sample": {"prompts": int(diverse_ids.unique().numel()), "images_per_prompt": diversity_images_per_prompt},
         "feature_network": {
             "name": "limner evaluator (trained on this dataset's real images; never a generator loss)",

@@ -6,8 +6,11 @@ limner.pipelines.onnx_backend).
     text_encoder.onnx   input_ids, attention_mask (B, T) -> sentence (B, D), pooled and
                         normalised as the encoder does (Hugging Face encoders only; the
                         bag-of-words encoder is a lookup that stays in Python)
-    export.json         opset, the batch sizes checked, and the largest difference from
-                        PyTorch measured at export
+    generator.int8.onnx with quantize="dynamic" or "static": the generator in int8
+                        (limner.export.quantize); backend="onnx-int8" runs it
+    export.json         opset, the batch sizes checked, the largest difference from PyTorch
+                        measured at export, and the checksum of each graph and of the weights
+                        it came from (a graph that no longer matches is refused at load)
 Batch (and token) dimensions are dynamic. `TextToImagePipeline.from_pretrained(folder,
 backend="onnx")` then runs both graphs in onnxruntime, tokenising in Python.
 """
@@ -18,11 +21,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from limner.errors import ModelLoadError
-from limner.pipelines.onnx_backend import ONNX_FOLDER, load_onnx_parts
+from limner.errors import ConfigError, ModelLoadError
+from limner.export.quantize import quantize_generator
+from limner.models import truncated_noise
+from limner.pipelines.onnx_backend import EXPORT_REPORT, INT8_GENERATOR, ONNX_FOLDER, load_onnx_parts
+from limner.utils.files import file_sha256
 
 OPSET = 18
 TOLERANCE = 1e-3  # largest absolute difference from PyTorch accepted at export (images and embeddings lie in [-1, 1])
@@ -67,25 +74,68 @@ def export_text_encoder(encoder, path: Path) -> None:
             {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "sentence": {0: "batch"}})
 
 
-def export_onnx(folder: str | Path, *, check_batches: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+def export_onnx(folder: str | Path, *, check_batches: tuple[int, ...] = (1, 5), quantize: str | None = None,
+                calibration_captions: list[str] | None = None) -> dict[str, Any]:
     """Export the model folder's generator (and Hugging Face text encoder) to `folder/onnx/`,
-    check the graphs against PyTorch at each batch size in `check_batches`, and return the report."""
+    check the graphs against PyTorch at each batch size in `check_batches`, and return the report.
+    quantize "dynamic" or "static" also writes the int8 generator (static calibrates on
+    `calibration_captions`, the model's own) and reports how far it lies from PyTorch."""
     from limner.pipelines import TextToImagePipeline
     from limner.text.huggingface import HuggingFaceTextEncoder
 
+    if quantize == "static" and not calibration_captions:
+        raise ConfigError("static quantisation calibrates on the model's own captions: give calibration_captions")
     folder = Path(folder)
     pipe = TextToImagePipeline.from_pretrained(folder)
     out = folder / ONNX_FOLDER
+    for stale in (INT8_GENERATOR, EXPORT_REPORT):  # an int8 graph, or checksums, of older weights must not outlive this export
+        (out / stale).unlink(missing_ok=True)
     export_generator(pipe.generator, out / "generator.onnx")
     report: dict[str, Any] = {"opset": OPSET, "tolerance": TOLERANCE, "checked_batches": list(check_batches)}
     if isinstance(pipe.text_encoder, HuggingFaceTextEncoder):
         export_text_encoder(pipe.text_encoder, out / "text_encoder.onnx")
     report.update(_compare(folder, pipe, check_batches))
-    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     worst = max(report["generator_max_abs_diff"], report.get("text_encoder_max_abs_diff", 0.0))
     if worst > TOLERANCE:
         raise ModelLoadError(f"{out}: the exported graphs differ from PyTorch by {worst:.2g} (> {TOLERANCE}); not usable")
+    if quantize:
+        calibration = calibration_inputs(pipe, calibration_captions) if quantize == "static" else None
+        quantize_generator(out / "generator.onnx", out / INT8_GENERATOR, quantize, calibration)
+        report["int8"] = {"mode": quantize, "calibration_captions": len(calibration_captions or []) if calibration else 0,
+                          **_compare_int8(out / INT8_GENERATOR, pipe, check_batches)}
+    report["source_sha256"] = file_sha256(folder / "generator" / "model.safetensors")
+    report["graphs_sha256"] = {path.name: file_sha256(path) for path in sorted(out.glob("*.onnx"))}
+    (out / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+@torch.no_grad()
+def calibration_inputs(pipe, captions: list[str], *, limit: int = 256, batch: int = 16) -> list[dict[str, np.ndarray]]:
+    """Generator inputs for static calibration: up to `limit` of the captions, each with noise
+    drawn as the pipeline draws it (its truncation), in batches."""
+    captions = captions[:limit]
+    rng = torch.Generator().manual_seed(0)
+    inputs = []
+    for start in range(0, len(captions), batch):
+        part = captions[start:start + batch]
+        noise = truncated_noise((len(part), pipe.generator.config.noise_dim), truncation=pipe.truncation, generator=rng)
+        inputs.append({"noise": noise.numpy(), "sentence": pipe.text_encoder.encode(part).sentence.float().numpy()})
+    return inputs
+
+
+@torch.no_grad()
+def _compare_int8(path: Path, pipe, batches: tuple[int, ...]) -> dict[str, float]:
+    """The int8 graph's largest and mean absolute difference from the PyTorch generator."""
+    from limner.pipelines.onnx_backend import OnnxGenerator
+
+    int8 = OnnxGenerator(path, pipe.generator.config)
+    largest, total, count = 0.0, 0.0, 0
+    for batch in batches:
+        noise = torch.randn(batch, pipe.generator.config.noise_dim, generator=torch.Generator().manual_seed(batch))
+        sentence = pipe.text_encoder.encode(["a caption"] * batch).sentence
+        difference = (pipe.generator(noise, sentence) - int8(noise, sentence)).abs()
+        largest, total, count = max(largest, difference.max().item()), total + difference.sum().item(), count + difference.numel()
+    return {"max_abs_diff": largest, "mean_abs_diff": total / max(count, 1)}
 
 
 @torch.no_grad()

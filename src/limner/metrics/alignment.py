@@ -48,16 +48,18 @@ def retrieval_recall(image: torch.Tensor, caption_ids: torch.Tensor, text_table:
     text to image: for each distinct caption present, is one of its images among its k best images (of N)?
     """
     similarity = image @ text_table.T  # (N, U)
-    out = {}
-    ranked_text = similarity.argsort(dim=1, descending=True)
-    for k in ks:
-        out[f"image_to_text_r@{k}"] = float((ranked_text[:, :k] == caption_ids[:, None]).any(1).float().mean())
-    present = caption_ids.unique()  # captions of the table with no image are not queried
-    ranked_images = similarity[:, present].T.argsort(dim=1, descending=True)  # (P, N)
-    for k in ks:
-        top_captions = caption_ids[ranked_images[:, :k]]  # (P, k)
-        out[f"text_to_image_r@{k}"] = float((top_captions == present[:, None]).any(1).float().mean())
+    relevant = caption_ids[:, None] == torch.arange(text_table.shape[0])[None, :]
+    out = {f"image_to_text_r@{k}": recall_at_k(similarity, relevant, k) for k in ks}
+    out.update({f"text_to_image_r@{k}": recall_at_k(similarity.T, relevant.T, k) for k in ks})
     return out
+
+
+def recall_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> float:
+    """Share of queries (rows of `scores`, (Q, C)) with a relevant candidate among their k best;
+    `relevant` (Q, C) bool. Queries with nothing relevant (a caption no image carries) are not asked."""
+    asked = relevant.any(1)
+    top = scores[asked].topk(min(k, scores.shape[1]), dim=1).indices
+    return float(relevant[asked].gather(1, top).any(1).float().mean())
 
 
 def alignment_score(image: torch.Tensor, text: torch.Tensor) -> float:

@@ -27,6 +27,13 @@ def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[
     return [base * m for m in multipliers[-(blocks + 1):]]
 
 
+def generator_channels(config: "GeneratorConfig") -> list[int]:
+    """The generator's channels per stage, coarse to fine."""
+    if config.stage_channels:
+        return list(config.stage_channels)
+    return _channel_plan(config.base_channels, config.channel_multipliers, check_resolution(config.resolution))
+
+
 @dataclass
 class GeneratorConfig:
     resolution: int = 32
@@ -45,9 +52,14 @@ class GeneratorConfig:
     # scale each kept direction to unit spread (needs text_components), so that an attribute
     # the text encoder moves little (shape, beside colour) reaches the network as strongly
     text_whiten: bool = False
+    # explicit channels at 4x4, 8x8, ... (one per stage), instead of base_channels x multipliers;
+    # what a channel-pruned generator carries (limner.models.pruning)
+    stage_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        check_resolution(self.resolution)
+        blocks = check_resolution(self.resolution)
+        if self.stage_channels and (len(self.stage_channels) != blocks + 1 or min(self.stage_channels) < 1):
+            raise ConfigError(f"stage_channels needs {blocks + 1} positive entries at resolution {self.resolution}, got {self.stage_channels}")
 
 
 @dataclass
@@ -121,8 +133,7 @@ class Generator(PretrainedModel):
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__(config)
-        blocks = check_resolution(config.resolution)
-        channels = _channel_plan(config.base_channels, config.channel_multipliers, blocks)
+        channels = generator_channels(config)
         condition_dim = config.noise_dim + config.text_dim
         self.text_norm = TextStandardizer(config.text_dim, config.text_components, whiten=config.text_whiten)
         stem_in = condition_dim if config.text_in_stem else config.noise_dim

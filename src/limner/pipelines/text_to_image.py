@@ -17,7 +17,7 @@ from limner.text import TextEncoder, load_text_encoder
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
-BACKENDS = ("torch", "compile", "onnx")
+BACKENDS = ("torch", "compile", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,9 @@ class TextToImagePipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, backend: str = "torch") -> "TextToImagePipeline":
-        """backend: "torch" (eager PyTorch), "compile" (torch.compile on the generator) or "onnx"
-        (onnxruntime over the graphs `limner export` wrote; see limner.pipelines.onnx_backend)."""
+        """backend: "torch" (eager PyTorch), "compile" (torch.compile on the generator), "onnx"
+        (onnxruntime over the graphs `limner export` wrote; see limner.pipelines.onnx_backend) or
+        "onnx-int8" (the same with the generator quantised by `limner export --quantize`)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         folder = Path(folder)
@@ -144,10 +145,10 @@ class TextToImagePipeline:
         pipe = cls(generator, text_encoder, truncation=float(truncation))
         if backend == "compile":
             pipe.generator = torch.compile(generator)
-        elif backend == "onnx":
+        elif backend in ("onnx", "onnx-int8"):
             from limner.pipelines.onnx_backend import load_onnx_parts
 
-            pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe)
+            pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe, int8=backend == "onnx-int8")
         return pipe
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from limner.errors import ConfigError
 
 LOOPBACK_NAMES = ("localhost",)
+PROMPT_LOGGING = ("off", "hashed", "plain")
 
 
 @dataclass
@@ -39,6 +40,11 @@ class ServeConfig:
     # generated images kept for `response_format: url`
     stored_images: int = 1024
     stored_image_ttl_s: float = 3600.0
+    # prompt logging to the "limner.prompts" logger: "off" (logs never carry prompts or image
+    # bytes), "hashed" (an HMAC-SHA256 of each prompt keyed by prompt_log_salt: equal prompts can
+    # be counted and matched, not read) or "plain"
+    log_prompts: str = "off"
+    prompt_log_salt: str = ""            # this deployment's own secret, 16 characters or more (e.g. `openssl rand -hex 16`)
 
     def __post_init__(self) -> None:
         positive = ("port", "max_images_per_request", "max_prompt_chars", "max_body_bytes", "max_image_pixels",
@@ -52,6 +58,11 @@ class ServeConfig:
             raise ConfigError(f"batch_wait_timeout_s must be 0 or more, got {self.batch_wait_timeout_s}")
         for size in self.allowed_sizes:
             parse_size(size)
+        if self.log_prompts not in PROMPT_LOGGING:
+            raise ConfigError(f"log_prompts must be one of {PROMPT_LOGGING}, got {self.log_prompts!r}")
+        if self.log_prompts == "hashed" and len(self.prompt_log_salt) < 16:
+            raise ConfigError('log_prompts "hashed" needs prompt_log_salt: a secret of this deployment, 16 characters or more '
+                              "(a short or shared salt lets anyone hash guesses and match them)")
 
     @property
     def loopback_only(self) -> bool:

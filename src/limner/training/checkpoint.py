@@ -13,7 +13,6 @@ newest checkpoint's checksums and falls back to the newest one that passes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import torch
 from limner.errors import CheckpointError, ConfigError
 from limner.models import Discriminator, Generator, LatentEncoder
 from limner.training.gan_step import GANModels, GANOptimizers
+from limner.utils.files import file_sha256
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 MANIFEST = "manifest.json"
@@ -84,7 +84,7 @@ def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizer
     buffer = io.BytesIO()  # serialised in memory, written by Python: a full disk then raises OSError(ENOSPC)
     torch.save(state, buffer)
     (staging / "training_state.pt").write_bytes(buffer.getvalue())
-    files = {str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(staging)): file_sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
     (staging / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(staging)
 
@@ -113,7 +113,7 @@ def verify_checkpoint(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{folder}: {name} is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise CheckpointError(f"{folder}: {name} fails its checksum (truncated or corrupt)")
 
 
@@ -198,14 +198,6 @@ def _numpy_rng_state() -> dict[str, Any]:
 
 def _numpy_state_from(state: dict[str, Any]) -> tuple:
     return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from limner.metrics.alignment import recall_at_k
 from limner.text import CachedTextEncoder, TextEncoder
 from limner.training.config import TrainConfig
 from limner.training.data import CaptionedImages, load_test_split
@@ -75,11 +76,6 @@ def retrieval_scores(model, text_encoder: TextEncoder, data_dir: Path, resolutio
         belongs[row, [index[c] for c in record.captions]] = True
     return {
         "images": len(records), "captions": len(captions),
-        "image_to_caption_r1": _recall(similarity, belongs, 1), "image_to_caption_r5": _recall(similarity, belongs, 5),
-        "caption_to_image_r1": _recall(similarity.T, belongs.T, 1), "caption_to_image_r5": _recall(similarity.T, belongs.T, 5),
+        **{f"{direction}_r{k}": round(recall_at_k(scores, truth, k), 4) for k in (1, 5)
+           for direction, scores, truth in (("image_to_caption", similarity, belongs), ("caption_to_image", similarity.T, belongs.T))},
     }
-
-
-def _recall(scores: torch.Tensor, truth: torch.Tensor, k: int) -> float:
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-    return round(truth.gather(1, top).any(1).float().mean().item(), 4)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
+import json
+import logging
 import secrets
 import time
 from typing import Annotated, Sequence
@@ -22,6 +26,7 @@ from limner.serving.state import Job, ServedModel, ServingState, serving_state
 from limner.utils.images import to_pil
 
 MAX_SEED = 2**63 - 1
+prompt_log = logging.getLogger("limner.prompts")
 router = APIRouter()
 State = Annotated[ServingState, Depends(serving_state)]
 
@@ -30,6 +35,7 @@ State = Annotated[ServingState, Depends(serving_state)]
 async def generate(body: ImageGenerationBody, request: Request, state: State) -> dict:
     model = state.pick_model(body.model, "text-to-image")
     job = validated_job(body, model, state.config)
+    log_prompt(state.config, job, request.scope.get("state", {}).get("caller"))
     pngs = await state.run_job(model, job, job.request.num_images)
     if (body.response_format or "b64_json") == "url":
         base = str(request.base_url).rstrip("/")
@@ -68,6 +74,20 @@ def validated_job(body: ImageGenerationBody, model: ServedModel, config: ServeCo
         raise APIError(400, "truncation must be in (0, 10]", param="truncation", code="invalid_value")
     seed = body.seed if body.seed is not None else secrets.randbits(63)
     return Job(GenerationRequest(prompt, body.n, seed, body.truncation), parse_size(size), model.name)
+
+
+def log_prompt(config: ServeConfig, job: Job, caller: str | None) -> None:
+    """One line to "limner.prompts" per accepted request, only when the operator asked for it
+    (ServeConfig.log_prompts): the prompt itself, or its keyed hash."""
+    if config.log_prompts == "off":
+        return
+    record = {"model": job.model, "n": job.request.num_images, "caller": caller}
+    if config.log_prompts == "hashed":
+        digest = hmac.new(config.prompt_log_salt.encode(), job.request.prompt.encode(), hashlib.sha256)
+        record["prompt_hmac_sha256"] = digest.hexdigest()
+    else:
+        record["prompt"] = job.request.prompt
+    prompt_log.info(json.dumps(record))
 
 
 def batch_runner(model: ServedModel, metrics: ServerMetrics):
