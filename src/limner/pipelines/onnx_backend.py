@@ -121,6 +121,7 @@ def _check_generator_graph(session, config, path: Path) -> None:
     expected = {"noise": [config.noise_dim], "sentence": [config.text_dim], "images": [3, config.resolution, config.resolution]}
     for name, tail in expected.items():
         shape = shapes.get(name)
-        if shape is None or list(shape[1:]) != tail:
+        # a dimension the exporter left symbolic (a name, not a number) cannot disagree
+        if shape is None or len(shape) != len(tail) + 1 or any(isinstance(got, int) and got != want for got, want in zip(shape[1:], tail)):
             raise ModelLoadError(f"{path}: its {name!r} is shaped {shape}, but the generator's config wants (batch, "
                                  f"{', '.join(map(str, tail))}); the graph belongs to another model: run `limner export` again")
