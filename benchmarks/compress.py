@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import time
 from pathlib import Path
@@ -26,22 +25,12 @@ from pathlib import Path
 import torch
 from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
 
-from limner.data import ImageFolder
 from limner.export import export_onnx
 from limner.pipelines import TextToImagePipeline
 from limner.pipelines.onnx_backend import INT8_GENERATOR, ONNX_FOLDER
+from limner.training.data import model_training_captions
 
 QUANTIZED = ("dynamic", "static")
-
-
-def training_captions(model_dir: Path, limit: int) -> list[str]:
-    from limner.config import load_config_json
-    from limner.training import TrainConfig
-    from limner.training.data import resolve_data_dir
-
-    config = load_config_json(TrainConfig, model_dir / "training_config.json")
-    captions = ImageFolder(resolve_data_dir(config), "train").captions
-    return random.Random(0).sample(captions, min(limit, len(captions)))
 
 
 def copy_model(model_dir: Path, folder: Path) -> Path:
@@ -57,7 +46,7 @@ def prepare(model_dir: Path, work: Path, *, prune_amounts: list[float], distill_
     and static, and for each pruning amount the pruned model in fp32 and static int8."""
     from limner.training.prune import prune_model
 
-    calibration = training_captions(model_dir, 256)
+    calibration = model_training_captions(model_dir, limit=256)
     variants = {"torch": (copy_model(model_dir, work / "fp32"), "torch")}
     export_onnx(work / "fp32")
     variants["onnx"] = (work / "fp32", "onnx")
@@ -68,7 +57,7 @@ def prepare(model_dir: Path, work: Path, *, prune_amounts: list[float], distill_
     for amount in prune_amounts:
         name = f"pruned-{amount:.0%}"
         folder = work / name
-        report = prune_model(model_dir, folder, amount=amount, captions=training_captions(model_dir, 4096), distill_minutes=distill_minutes)
+        report = prune_model(model_dir, folder, amount=amount, captions=model_training_captions(model_dir, limit=4096), distill_minutes=distill_minutes)
         print(f"  {name}: {report['parameters_before']:,} -> {report['parameters_after']:,} parameters; distilled "
               f"{report['distillation']['steps']} steps, L1 to the original {report['distillation']['l1_to_teacher_first']:.3f} -> "
               f"{report['distillation']['l1_to_teacher_last']:.3f}", flush=True)

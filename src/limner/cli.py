@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -545,10 +544,7 @@ def _run_export(args: argparse.Namespace) -> int:
 def _own_captions(model_dir: str, captions_file: str | None, *, limit: int, flag: str) -> list[str]:
     """The lines of `captions_file`, else up to `limit` captions of the data the model was trained on
     (`flag`: the option that names such a file, for the error that asks for one)."""
-    from limner.config import load_config_json
-    from limner.data import ImageFolder
-    from limner.training import TrainConfig
-    from limner.training.data import resolve_data_dir
+    from limner.training.data import model_training_captions
 
     if captions_file:
         try:
@@ -559,12 +555,7 @@ def _own_captions(model_dir: str, captions_file: str | None, *, limit: int, flag
         if not captions:
             raise DataError(f"{captions_file}: holds no captions (one per line)")
         return captions
-    config_path = Path(model_dir) / "training_config.json"
-    if not config_path.is_file():
-        raise DataError(f"{model_dir}: no training_config.json to find the training captions; give {flag} FILE (one caption per line)")
-    config = load_config_json(TrainConfig, config_path)
-    captions = ImageFolder(resolve_data_dir(config), "train").captions
-    return random.Random(0).sample(captions, min(limit, len(captions)))
+    return model_training_captions(model_dir, limit=limit, hint=f"; give {flag} FILE (one caption per line)")
 
 
 def _run_prune(args: argparse.Namespace) -> int:

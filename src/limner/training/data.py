@@ -6,6 +6,7 @@ Every trainer loads its data here."""
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,3 +225,16 @@ def _mismatched(own: torch.Tensor, captions: int, rng: torch.Generator) -> torch
         return own
     other = torch.randint(captions - 1, own.shape, generator=rng)
     return other + (other >= own).long()  # skip the true caption
+
+
+def model_training_captions(model_dir: str | Path, *, limit: int, hint: str = "") -> list[str]:
+    """Up to `limit` captions (a seeded sample) of the training split a saved model was trained on,
+    found through its training_config.json; DataError (ending with `hint`) when it has none."""
+    from limner.config import load_config_json
+
+    config_path = Path(model_dir) / "training_config.json"
+    if not config_path.is_file():
+        raise DataError(f"{model_dir}: no training_config.json to find the training captions{hint}")
+    captions = ImageFolder(resolve_data_dir(load_config_json(TrainConfig, config_path)), "train").captions
+    return random.Random(0).sample(captions, min(limit, len(captions)))
+
