@@ -9,7 +9,7 @@ from limner.errors import ConfigError
 from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoderConfig
 from limner.training import Trainer, build_train_config
 from limner.training.checkpoint import list_checkpoints, resolve_checkpoint
-from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded_pair_noise, gan_train_step
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded_pair_noise, gan_train_step, nearest_noise
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
@@ -274,6 +274,46 @@ def test_best_of_two_reconstruction_lets_one_caption_keep_two_looks():
         spreads[best_of_two] = _noise_spread(models.generator, captions[:1])
         assert math.isfinite(losses["reconstruction"])
     assert spreads[True] > 3 * spreads[False], spreads
+
+
+def test_nearest_noise_picks_the_candidate_whose_image_is_nearest():
+    models, _ = _models()
+    candidates = torch.randn(3, 2, 8, generator=torch.Generator().manual_seed(1))  # (K, B, Z)
+    captions = torch.eye(12)[:2]
+    with torch.no_grad():
+        drawn = torch.stack([models.generator(noise, captions) for noise in candidates])  # (K, B, 3, H, W)
+    real = torch.stack([drawn[2, 0], drawn[0, 1]])  # caption 0 looks like candidate 2, caption 1 like candidate 0
+    chosen = nearest_noise(models.generator, candidates, captions, real, pool=1)
+    assert torch.equal(chosen[0], candidates[2, 0]) and torch.equal(chosen[1], candidates[0, 1])
+
+
+def _worst_look_distance(generator, caption: torch.Tensor, looks: torch.Tensor) -> float:
+    """Over the real looks, the largest distance from a look to the nearest of 32 samples of the caption."""
+    with torch.no_grad():
+        images = generator(torch.randn(32, 8, generator=torch.Generator().manual_seed(5)), caption.repeat(32, 1))
+    errors = (images[:, None] - looks[None]).abs().flatten(2).mean(2)  # (sample, look)
+    return errors.min(0).values.max().item()
+
+
+def test_searching_more_noises_brings_a_sample_near_every_look():
+    """One caption, four real looks (a square in each corner). Searching seven noises for the one
+    nearest each real image (best-of-8, IMLE) leaves no look far from every sample, as best-of-two does."""
+    looks = torch.full((4, 3, 32, 32), -0.8)
+    for index, (row, column) in enumerate([(2, 2), (2, 18), (18, 2), (18, 18)]):
+        looks[index, index % 3, row:row + 12, column:column + 12] = 0.8
+    target = looks.repeat(2, 1, 1, 1)  # (8, 3, 32, 32)
+    captions = torch.eye(12)[:1].repeat(8, 1)
+    distance = {}
+    for best_of in (2, 8):
+        models, optimizers = _models()
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(150):
+            search = torch.randn(best_of - 2, 8, 8, generator=rng) if best_of > 2 else None
+            batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
+                             pair_noise=torch.randn(8, 8, generator=rng), search_noise=search)
+            gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_best_of_two=True)
+        distance[best_of] = _worst_look_distance(models.generator, captions[:1], looks)
+    assert distance[8] < 0.9 * distance[2], distance  # measured: 0.095 against 0.119
 
 
 def test_latent_encoder_lets_the_noise_pick_one_of_a_captions_looks():

@@ -75,7 +75,11 @@ class TrainConfig:
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
-    reconstruction_best_of: int = 1       # 2: two samples per caption, only the nearer is pulled (best-of-many)
+    # K >= 2: K samples per caption, only the nearest is pulled (best-of-many). Beyond 2 the first
+    # sample stays the plain draw the discriminator judges, and the nearest of K - 1 further draws is
+    # found without gradients, then drawn again with them (IMLE's search): each real look of a caption
+    # then has a sample near it, so the noise has to cover all of them, not their mean
+    reconstruction_best_of: int = 1
     # > 0: a training-only encoder reads each real image whose caption several images share and
     # proposes this many of the generator's noise entries for it; that sample is the one pulled
     # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
@@ -162,8 +166,8 @@ class TrainConfig:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive, got {self.reconstruction_weight}")
-        if self.reconstruction_best_of not in (1, 2):
-            raise ConfigError(f"reconstruction_best_of must be 1 or 2, got {self.reconstruction_best_of}")
+        if not 1 <= self.reconstruction_best_of <= 64:
+            raise ConfigError(f"reconstruction_best_of must be 1 (off) to 64, got {self.reconstruction_best_of}")
         if self.latent_encoder_dims < 0 or self.latent_kl_weight < 0:
             raise ConfigError(f"latent_encoder_dims and latent_kl_weight must be 0 (off) or positive, got "
                               f"{self.latent_encoder_dims} and {self.latent_kl_weight}")

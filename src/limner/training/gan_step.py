@@ -11,7 +11,7 @@ from limner.models import Discriminator, Generator, LatentEncoder
 from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
     alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
-    matching_aware_gp, diversity_loss, reconstruction_loss,
+    matching_aware_gp, diversity_loss, reconstruction_errors, reconstruction_loss,
 )
 
 
@@ -40,6 +40,7 @@ class GANBatch:
     pair_noise: torch.Tensor | None = None          # (P, Z) second noises for the first P captions (mode seeking)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # what the discriminator sees (DiffAugment)
     shared_caption: torch.Tensor | None = None      # (B,) bool: the caption has several training images (latent encoder)
+    search_noise: torch.Tensor | None = None        # (S, B, Z) further candidates for pair_noise: the nearest one is used
 
 
 @dataclass
@@ -79,7 +80,8 @@ def gan_train_step(
     With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
     the real image it shares a caption with (batch.images[i] for batch.sentence[i]), on
     reconstruction_pool-sized cells; with reconstruction_best_of_two only the nearer of two samples
-    per caption is (batch.pair_noise must then cover the batch). With models.latent_encoder, the second
+    per caption is (batch.pair_noise must then cover the batch); batch.search_noise, when given, offers
+    further candidates for that second sample, and the one whose image is nearest the real one is taken. With models.latent_encoder, the second
     sample of each caption that several training images share is drawn from the noise the encoder reads
     off its real image, and only that sample is pulled towards it (a plain sample for the other captions);
     latent_kl_weight keeps the encoded noises near the prior. With diversity_weight > 0 the first P captions are drawn
@@ -114,6 +116,10 @@ def gan_train_step(
         pair_noise, kl = encoded_pair_noise(models.latent_encoder, batch)
         g_total = g_total + latent_kl_weight * kl
         stats["latent_kl"] = kl.item()
+    if batch.search_noise is not None and pair_noise is not None:
+        candidates = torch.cat([pair_noise[None], batch.search_noise[:, : pair_noise.shape[0]]])  # (S + 1, P, Z)
+        pair_noise = nearest_noise(models.generator, candidates, condition[: pair_noise.shape[0]], batch.images[: pair_noise.shape[0]],
+                                   pool=reconstruction_pool)
     if pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two or models.latent_encoder is not None):
         second = models.generator(pair_noise, condition[: pair_noise.shape[0]])
     g_total = g_total + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
@@ -198,6 +204,17 @@ def encoded_pair_noise(encoder: LatentEncoder, batch: GANBatch) -> tuple[torch.T
     kl = gaussian_kl(mean, log_var, torch.zeros_like(mean), torch.zeros_like(log_var)).sum(1)  # (B,)
     kl = (kl * batch.shared_caption).sum() / batch.shared_caption.sum().clamp(min=1)
     return pair_noise, kl
+
+
+@torch.no_grad()
+def nearest_noise(generator: Generator, candidates: torch.Tensor, condition: torch.Tensor, images: torch.Tensor, *,
+                  pool: int) -> torch.Tensor:
+    """For each caption, the candidate noise whose image lies nearest its real image (reconstruction_errors
+    on pool x pool cells): IMLE's search (Li and Malik 2018), without gradients.
+    candidates (K, B, Z), condition (B, D), images (B, 3, H, W) -> noise (B, Z)."""
+    errors = torch.stack([reconstruction_errors(generator(noise, condition), images, pool=pool) for noise in candidates])  # (K, B)
+    best = errors.argmin(0)  # (B,)
+    return candidates[best, torch.arange(candidates.shape[1], device=candidates.device)]
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,

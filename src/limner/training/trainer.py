@@ -251,11 +251,14 @@ class Trainer:
             batch.generator_sentence = batch.sentence + offsets.to(device)
         if self.caption_tokens is not None:
             batch.caption_tokens = self.caption_tokens[own].to(device)
-        whole_batch = config.reconstruction_best_of == 2 or config.latent_encoder_dims > 0  # a second sample for every caption
+        whole_batch = config.reconstruction_best_of >= 2 or config.latent_encoder_dims > 0  # a second sample for every caption
         if config.diversity_weight > 0 or whole_batch:
             pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
             pairs = pair_noise.shape[0] if whole_batch else max(1, pair_noise.shape[0] // 2)
             batch.pair_noise = pair_noise[:pairs].to(device)
+        if config.reconstruction_best_of > 2:
+            shape = (config.reconstruction_best_of - 2, config.train_batch_size, noise.shape[1])
+            batch.search_noise = torch.randn(shape, generator=rng)[:, part].to(device)
         if self.models.latent_encoder is not None:
             batch.shared_caption = self.shared_caption[own].to(device)
         policy = self.augment_policy
@@ -271,7 +274,7 @@ class Trainer:
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
-                reconstruction_best_of_two=config.reconstruction_best_of == 2,
+                reconstruction_best_of_two=config.reconstruction_best_of >= 2,
                 diversity_weight=config.diversity_weight, diversity_target=self.diversity_target,
                 latent_kl_weight=config.latent_kl_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
