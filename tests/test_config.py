@@ -38,7 +38,7 @@ def test_bad_values_are_rejected():
         build_train_config(None, {"train_batch_size": 1})
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         build_train_config("nope")
-    with pytest.raises(ConfigError, match="reconstruction_best_of must be 1 \(off\) to 64"):
+    with pytest.raises(ConfigError, match=r"reconstruction_best_of must be 1 \(off\) to 64"):
         build_train_config(None, {"reconstruction_best_of": 0})
     with pytest.raises(ConfigError, match=r"evaluator_resolution .* at most resolution \(32\), got 64"):
         build_train_config(None, {"resolution": 32, "evaluator_resolution": 64})

@@ -212,9 +212,11 @@ def nearest_noise(generator: Generator, candidates: torch.Tensor, condition: tor
     """For each caption, the candidate noise whose image lies nearest its real image (reconstruction_errors
     on pool x pool cells): IMLE's search (Li and Malik 2018), without gradients.
     candidates (K, B, Z), condition (B, D), images (B, 3, H, W) -> noise (B, Z)."""
-    errors = torch.stack([reconstruction_errors(generator(noise, condition), images, pool=pool) for noise in candidates])  # (K, B)
+    count, batch = candidates.shape[:2]
+    drawn = generator(candidates.flatten(0, 1), condition.repeat(count, 1))  # one pass: (K * B, 3, H, W)
+    errors = reconstruction_errors(drawn, images.repeat(count, 1, 1, 1), pool=pool).view(count, batch)  # (K, B)
     best = errors.argmin(0)  # (B,)
-    return candidates[best, torch.arange(candidates.shape[1], device=candidates.device)]
+    return candidates[best, torch.arange(batch, device=candidates.device)]
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,
