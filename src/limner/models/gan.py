@@ -55,9 +55,16 @@ class GeneratorConfig:
     # explicit channels at 4x4, 8x8, ... (one per stage), instead of base_channels x multipliers;
     # what a channel-pruned generator carries (limner.models.pruning)
     stage_channels: tuple[int, ...] = ()
+    # > 1: the first noise_codes noise entries choose one of that many discrete codes (the largest
+    # entry wins, so every code is equally likely) and reach the network as a one-hot instead. Training
+    # can then try every code for a real image and pull only the nearest (multiple-choice learning), so
+    # each code settles on one of a caption's looks: an emoji name drawn in six styles gets a code per style
+    noise_codes: int = 0
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
+        if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
+            raise ConfigError(f"noise_codes must be 0 (off) or 2 to noise_dim ({self.noise_dim}), got {self.noise_codes}")
         if self.stage_channels and (len(self.stage_channels) != blocks + 1 or min(self.stage_channels) < 1):
             raise ConfigError(f"stage_channels needs {blocks + 1} positive entries at resolution {self.resolution}, got {self.stage_channels}")
 
@@ -145,12 +152,36 @@ class Generator(PretrainedModel):
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
+        noise = coded_noise(noise, self.config.noise_codes)
         condition = torch.cat([noise, self.text_norm(sentence)], dim=1)  # (B, Z + D)
         x = self.stem(condition if self.config.text_in_stem else noise)
         x = x.view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
         for block in self.blocks:
             x = block(x, condition)
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
+
+
+def coded_noise(noise: torch.Tensor, codes: int) -> torch.Tensor:
+    """noise (B, Z) -> the same with its first `codes` entries replaced by the one-hot of their
+    largest, scaled by sqrt(codes) (the squared norm of the entries it replaces, on average)."""
+    if codes == 0:
+        return noise
+    head = noise[:, :codes]
+    one_hot = (head == head.max(dim=1, keepdim=True).values).to(noise.dtype)  # (B, K); ties have probability 0
+    return torch.cat([one_hot * codes**0.5, noise[:, codes:]], dim=1)
+
+
+def with_code(noise: torch.Tensor, code: torch.Tensor | int, codes: int) -> torch.Tensor:
+    """noise (B, Z) whose code (see coded_noise) is `code` (an int or (B,) ints), the rest kept."""
+    head = torch.full_like(noise[:, :codes], -1.0)
+    code = torch.as_tensor(code, device=noise.device).expand(noise.shape[0])
+    head[torch.arange(noise.shape[0], device=noise.device), code] = 1.0
+    return torch.cat([head, noise[:, codes:]], dim=1)
+
+
+def noise_code(noise: torch.Tensor, codes: int) -> torch.Tensor:
+    """noise (B, Z) -> the code (B,) each noise chooses."""
+    return noise[:, :codes].argmax(dim=1)
 
 
 class Discriminator(PretrainedModel):

@@ -174,6 +174,9 @@ class TrainConfig:
         if self.latent_encoder_dims > 0 and (self.reconstruction_weight <= 0 or self.reconstruction_best_of != 1):
             raise ConfigError("latent_encoder_dims > 0 teaches through the reconstruction term: it needs reconstruction_weight > 0 "
                               f"and reconstruction_best_of 1 (got {self.reconstruction_weight} and {self.reconstruction_best_of})")
+        if self.generator.noise_codes and self.reconstruction_best_of != 2:
+            raise ConfigError("generator.noise_codes are searched by the best-of reconstruction: they need reconstruction_best_of 2 "
+                              f"(every code is then tried for each real image), got {self.reconstruction_best_of}")
         if self.diversity_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"diversity_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.diversity_weight} and {self.reconstruction_pool}")

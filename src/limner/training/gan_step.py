@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from limner.models import Discriminator, Generator, LatentEncoder
+from limner.models.gan import noise_code, with_code
 from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
     alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
@@ -41,6 +42,7 @@ class GANBatch:
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # what the discriminator sees (DiffAugment)
     shared_caption: torch.Tensor | None = None      # (B,) bool: the caption has several training images (latent encoder)
     search_noise: torch.Tensor | None = None        # (S, B, Z) further candidates for pair_noise: the nearest one is used
+    search_rows: torch.Tensor | None = None         # (B,) bool: search only these captions (None: all)
 
 
 @dataclass
@@ -117,9 +119,7 @@ def gan_train_step(
         g_total = g_total + latent_kl_weight * kl
         stats["latent_kl"] = kl.item()
     if batch.search_noise is not None and pair_noise is not None:
-        candidates = torch.cat([pair_noise[None], batch.search_noise[:, : pair_noise.shape[0]]])  # (S + 1, P, Z)
-        pair_noise = nearest_noise(models.generator, candidates, condition[: pair_noise.shape[0]], batch.images[: pair_noise.shape[0]],
-                                   pool=reconstruction_pool)
+        pair_noise = searched_noise(models.generator, pair_noise, batch, condition, pool=reconstruction_pool)
     if pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two or models.latent_encoder is not None):
         second = models.generator(pair_noise, condition[: pair_noise.shape[0]])
     g_total = g_total + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
@@ -206,6 +206,19 @@ def encoded_pair_noise(encoder: LatentEncoder, batch: GANBatch) -> tuple[torch.T
     return pair_noise, kl
 
 
+def searched_noise(generator: Generator, pair_noise: torch.Tensor, batch: GANBatch, condition: torch.Tensor, *, pool: int) -> torch.Tensor:
+    """pair_noise (P, Z) with, for each caption searched (batch.search_rows, or all), the nearest of
+    it and its batch.search_noise candidates to the real image (nearest_noise)."""
+    count = pair_noise.shape[0]
+    rows = torch.ones(count, dtype=torch.bool, device=pair_noise.device) if batch.search_rows is None else batch.search_rows[:count]
+    if not rows.any():
+        return pair_noise
+    candidates = torch.cat([pair_noise[None], batch.search_noise[:, :count]])[:, rows]  # (S + 1, R, Z)
+    searched = pair_noise.clone()
+    searched[rows] = nearest_noise(generator, candidates, condition[:count][rows], batch.images[:count][rows], pool=pool)
+    return searched
+
+
 @torch.no_grad()
 def nearest_noise(generator: Generator, candidates: torch.Tensor, condition: torch.Tensor, images: torch.Tensor, *,
                   pool: int) -> torch.Tensor:
@@ -217,6 +230,13 @@ def nearest_noise(generator: Generator, candidates: torch.Tensor, condition: tor
     errors = reconstruction_errors(drawn, images.repeat(count, 1, 1, 1), pool=pool).view(count, batch)  # (K, B)
     best = errors.argmin(0)  # (B,)
     return candidates[best, torch.arange(batch, device=candidates.device)]
+
+
+def other_codes(noise: torch.Tensor, codes: int) -> torch.Tensor:
+    """noise (B, Z) -> (codes - 1, B, Z): each noise with every code but its own (see models.gan.coded_noise),
+    the rest of it kept: the further candidates of the search when the generator has discrete codes."""
+    own = noise_code(noise, codes)
+    return torch.stack([with_code(noise, (own + shift) % codes, codes) for shift in range(1, codes)])
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,

@@ -36,7 +36,7 @@ from limner.training.data import (
     CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
 )
 from limner.training.distributed import DistributedContext
-from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step, other_codes
 from limner.utils.images import make_grid, save_png
 
 log = logging.getLogger("limner.train")
@@ -65,6 +65,8 @@ class Trainer:
         self.dist = DistributedContext.from_environment(config.device)
         self.dist.part(config.train_batch_size)  # refuses a global batch the processes cannot share
         self.text_encoder, self.data = self._load_data()
+        # which captions several training images share (an imagefolder in memory only: shards do not say)
+        self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
         self.guides, self.caption_tokens = self._load_guides()
@@ -88,7 +90,7 @@ class Trainer:
         return GANModels(generator, discriminator, ema, self._build_latent_encoder(generator_config.noise_dim))
 
     def _build_latent_encoder(self, noise_dim: int) -> LatentEncoder | None:
-        """The training-only latent encoder (latent_encoder_dims > 0), and which captions it serves."""
+        """The training-only latent encoder (latent_encoder_dims > 0)."""
         dims = self.config.latent_encoder_dims
         if dims == 0:
             return None
@@ -97,7 +99,6 @@ class Trainer:
         if not isinstance(self.data, CaptionedImages):
             raise ConfigError("latent_encoder_dims reads which captions several images share from an imagefolder held in memory; "
                               "with shards leave it 0")
-        self.shared_caption = shared_captions(self.data)
         log.info("latent encoder: %d noise entries; %d of %d captions are shared by several images",
                  dims, int(self.shared_caption.sum()), len(self.shared_caption))
         return LatentEncoder(LatentEncoderConfig(latent_dims=dims)).to(self.dist.device)
@@ -256,7 +257,12 @@ class Trainer:
             pair_noise = torch.randn(config.train_batch_size, noise.shape[1], generator=rng)[part]
             pairs = pair_noise.shape[0] if whole_batch else max(1, pair_noise.shape[0] // 2)
             batch.pair_noise = pair_noise[:pairs].to(device)
-        if config.reconstruction_best_of > 2:
+        codes = self.models.generator.config.noise_codes
+        if codes and config.reconstruction_best_of == 2:
+            batch.search_noise = other_codes(batch.pair_noise, codes)  # every code is tried: multiple-choice learning
+            if self.shared_caption is not None:  # a caption with one image has one look: nothing to choose among
+                batch.search_rows = self.shared_caption[own].to(device)
+        elif config.reconstruction_best_of > 2:
             shape = (config.reconstruction_best_of - 2, config.train_batch_size, noise.shape[1])
             batch.search_noise = torch.randn(shape, generator=rng)[:, part].to(device)
         if self.models.latent_encoder is not None:
