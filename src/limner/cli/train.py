@@ -1,0 +1,157 @@
+"""`limner train`: one command for every model kind, over one table of flags and one of per-kind defaults."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any, Callable
+
+from limner.config import read_config_file
+
+# (flag, TrainConfig field, type, help); None as a default means "leave the preset's value".
+TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji, emoji-styles"),
+    ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
+    ("--text-encoder", "text_encoder", str, "Hugging Face path or hub id, or bag-of-words"),
+    ("--text-pooling", "text_pooling", str, "mean, last, eos, cls (default: the family's own) or anchored (word embeddings mapped onto the training words)"),
+    ("--text-hidden-layer", "text_hidden_layer", int, "which hidden state to pool: 0 embeddings, -1 last (default)"),
+    ("--text-anchor-temperature", "text_anchor_temperature", float, "anchored pooling: lower maps a new word harder onto its nearest known word"),
+    ("--text-anchor-margin", "text_anchor_margin", float, "anchored pooling: a new word weighs fully once its two nearest known words are this far apart"),
+    ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
+    ("--train-batch-size", "train_batch_size", int, "images per step"),
+    ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),
+    ("--max-train-minutes", "max_train_minutes", float, "stop after this much training time"),
+    ("--learning-rate", "learning_rate", float, "generator learning rate"),
+    ("--discriminator-learning-rate", "discriminator_learning_rate", float, "discriminator learning rate"),
+    ("--checkpointing-steps", "checkpointing_steps", int, "save a resumable checkpoint every N steps"),
+    ("--checkpoints-total-limit", "checkpoints_total_limit", int, "keep only the newest N checkpoints"),
+    ("--resume-from-checkpoint", "resume_from_checkpoint", str, "a checkpoint folder, or latest"),
+    ("--output-dir", "output_dir", str, "where the model, grids, logs and checkpoints go"),
+    ("--seed", "seed", int, "random seed"),
+    ("--validation-steps", "validation_steps", int, "write a validation grid every N steps"),
+    ("--logging-steps", "logging_steps", int, "log losses every N steps"),
+    ("--ema-decay", "ema_decay", float, "decay of the generator's moving average"),
+    ("--evaluation-steps", "evaluation_steps", int, "every N steps log KID, FID and R-precision and keep the best model (needs --evaluator-dir)"),
+    ("--evaluator-dir", "evaluator_dir", str, "a folder written by `limner train --model evaluator`"),
+    ("--best-metric", "best_metric", str, "kid_mean (default), fid or r_precision: which figure picks outputs/.../best"),
+    ("--alignment-weight", "alignment_weight", float, "weight of a frozen aligner's 1 - cosine on generated images (needs --aligner-dir)"),
+    ("--aligner-dir", "aligner_dir", str, "a folder written by `limner train --model aligner`"),
+    ("--cycle-weight", "cycle_weight", float, "weight of a frozen captioner's cross-entropy for the true caption (needs --captioner-dir)"),
+    ("--captioner-dir", "captioner_dir", str, "a folder written by `limner train --model captioner`"),
+]
+
+# What a model kind uses over the preset, under --config and the flags. The scorers and the captioner
+# train in minutes, with their own seeds (the evaluator must not share the generator's), and never
+# land on the generator's folder; "{preset}" is the preset's name.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gan": {},
+    "vae": {"output_dir": "outputs/{preset}-vae"},
+    "evaluator": {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-evaluator", "seed": 1234,
+                  "train_batch_size": 64},
+    "captioner": {"max_train_minutes": 5, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-captioner", "train_batch_size": 64},
+    "aligner": {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-aligner", "seed": 4321,
+                "train_batch_size": 64},
+}
+
+# model kind -> (module, function) that trains it; imported only when asked for (torch is heavy)
+TRAINERS = {
+    "gan": ("limner.training", "train"),
+    "vae": ("limner.training.vae_trainer", "train_vae"),
+    "evaluator": ("limner.training.evaluator_trainer", "train_evaluator"),
+    "captioner": ("limner.training.captioner_trainer", "train_captioner"),
+    "aligner": ("limner.training.aligner_trainer", "train_aligner"),
+}
+
+
+def add_parsers(commands) -> None:
+    train = commands.add_parser("train", help="train a text-to-image GAN")
+    train.add_argument("--preset", default="shapes", help="shapes, emoji, emoji-styles or emoji-styles-32 (flags override it)")
+    train.add_argument("--model", default="gan", choices=list(KIND_DEFAULTS),
+                       help="gan (default); vae: a conditional VAE with a learnt text prior; evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
+                            "aligner: an image-text matcher for `limner rank` and for training generators against")
+    train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
+    for flag, _, kind, text in TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, default=None, help=text)
+    train.add_argument("--validation-prompts", nargs="+", default=None, help="captions for the validation grid")
+    train.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from limner.training import build_train_config
+
+    kind = args.model
+    defaults = {key: value.format(preset=args.preset) if isinstance(value, str) else value for key, value in KIND_DEFAULTS[kind].items()}
+    config = build_train_config(args.preset, {**defaults, **_overrides(args), "model": kind})
+    module, name = TRAINERS[kind]
+    result = getattr(importlib.import_module(module), name)(config, progress=not args.no_progress)
+    for line in REPORTS[kind](result):
+        print(line)
+    return 130 if getattr(result, "interrupted", False) else 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig values from --config, then the flags given (flags win)."""
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in TRAIN_FLAGS}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if args.validation_prompts:
+        overrides["validation_prompts"] = args.validation_prompts
+    if args.skip_invalid_images:
+        overrides["skip_invalid_images"] = True
+    if args.config:
+        overrides = {**read_config_file(args.config), **overrides}
+    return overrides
+
+
+def _gan_report(result) -> list[str]:
+    lines = [f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.images_per_second:.0f} img/s)"]
+    if result.scores:
+        lines.append("held-out judge accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items() if k != "images"))
+    lines.append(f"model: {result.output_dir}  samples: {result.output_dir / 'samples.png'}")
+    return lines
+
+
+def _vae_report(result) -> list[str]:
+    lines = [f"trained the VAE {result.steps} steps in {result.train_seconds:.0f}s; last losses "
+             + ", ".join(f"{k} {v:.3f}" for k, v in result.last_losses.items())]
+    if result.held_out:
+        lines.append("held-out judge accuracy (sampling the prior): "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in result.held_out.items() if k != "images"))
+    if result.reconstruction:
+        lines.append(f"test reconstructions: PSNR {result.reconstruction['psnr']:.2f} dB, SSIM {result.reconstruction['ssim']:.3f}")
+    lines.append(f"model: {result.output_dir}  samples: {result.output_dir / 'samples.png'}")
+    return lines
+
+
+def _evaluator_report(result) -> list[str]:
+    recall = "n/a (no test split)" if result.test_recall_at_1 is None else f"{result.test_recall_at_1:.3f}"
+    lines = [f"trained the evaluator {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
+             f"test recall@1 (image to caption) {recall}"]
+    info = json.loads((result.output_dir / "evaluator_index.json").read_text())
+    if info.get("test_style_accuracy") is not None:
+        lines.append(f"style head: accuracy {info['test_style_accuracy']:.3f} on the test split's real images")
+    lines.append(f"evaluator: {result.output_dir}")
+    return lines
+
+
+def _captioner_report(result) -> list[str]:
+    exact = "n/a (no test split)" if result.test_exact_match is None else f"{result.test_exact_match:.3f}"
+    return [f"trained the captioner {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
+            f"test exact match (greedy) {exact}", f"captioner: {result.output_dir}"]
+
+
+def _aligner_report(result) -> list[str]:
+    test = result.test_scores
+    recall = "n/a (no test split)" if test is None else (
+        f"image to caption R@1 {test['image_to_caption_r1']:.3f} R@5 {test['image_to_caption_r5']:.3f}, "
+        f"caption to image R@1 {test['caption_to_image_r1']:.3f} R@5 {test['caption_to_image_r5']:.3f}")
+    return [f"trained the aligner {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; test {recall}",
+            f"aligner: {result.output_dir}"]
+
+
+REPORTS: dict[str, Callable[[Any], list[str]]] = {
+    "gan": _gan_report, "vae": _vae_report, "evaluator": _evaluator_report, "captioner": _captioner_report, "aligner": _aligner_report,
+}
+
+COMMANDS = {"train": run_train}
