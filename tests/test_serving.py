@@ -303,6 +303,9 @@ class SlowPipeline:
         self.release.wait(10)
         return self.pipe.generate_batch(requests)
 
+    def prompt_warnings(self, prompt):
+        return self.pipe.prompt_warnings(prompt)
+
 
 def test_overload_gets_503_with_retry_after_and_slow_generation_times_out():
     release = threading.Event()

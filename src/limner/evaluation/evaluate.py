@@ -222,16 +222,8 @@ def evaluate(
     diverse = generate_twins(pipe, captions, diverse_ids, seed=seed + 10**6, progress=False)
     data = EvaluationSet(captions, caption_ids, real, fake, train_real, diverse, diverse_ids)
     report = {
-        "model": str(model_dir.resolve()),
-        "data": str(data_dir.resolve()),
-        "split": split,
-        "n_images": int(real.shape[0]),
-        "n_captions": int(caption_ids.unique().numel()),
-        "n_candidate_captions": len(captions),
-        "n_train_images_for_floors": int(train_real.shape[0]),
-        "seed": seed,
-        "backend": backend,
-        "diversity_sample": {"prompts": int(diverse_ids.unique().numel()), "images_per_prompt": diversity_images_per_prompt},
+        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend,
+        **_sample_sizes(data, len(captions), diversity_images_per_prompt),
         "feature_network": {
             "name": "limner evaluator (trained on this dataset's real images; never a generator loss)",
             "path": str(evaluator_dir.resolve()),
@@ -251,6 +243,17 @@ def evaluate(
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     write_report(output_dir / "report.html", report, data, model_dir)
     return report
+
+
+def _sample_sizes(data: "EvaluationSet", candidate_captions: int, images_per_prompt: int) -> dict:
+    """How many images and captions each figure of the report rests on."""
+    return {
+        "n_images": int(data.real.shape[0]),
+        "n_captions": int(data.caption_ids.unique().numel()),
+        "n_candidate_captions": candidate_captions,
+        "n_train_images_for_floors": int(data.train_real.shape[0]),
+        "diversity_sample": {"prompts": int(data.diverse_ids.unique().numel()), "images_per_prompt": images_per_prompt},
+    }
 
 
 def _is_shapes(data_dir: Path) -> bool:

@@ -63,6 +63,7 @@ class OnnxTextEncoder(TextEncoder):
         self.session = _session(path, threads)
         self.source = encoder
         self.tokenizer = encoder.tokenizer
+        self.max_length = encoder.max_length
         self.dim = encoder.dim
         self.kind = encoder.kind
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
@@ -14,9 +15,13 @@ from PIL import Image
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
 from limner.text import TextEncoder, load_text_encoder
+from limner.text.prompts import prompt_warnings
+
+log = logging.getLogger(__name__)
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
+TRAINING_WORDS = "training_words.json"  # the training captions' words: prompts that share none get a warning
 BACKENDS = ("torch", "compile", "onnx", "onnx-int8")
 
 
@@ -37,11 +42,21 @@ class TextToImagePipeline:
     >>> images = pipe(["a small red circle in the top left"], num_images_per_prompt=4, seed=0)
     """
 
-    def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64):
+    def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64,
+                 training_words: Iterable[str] | None = None):
         self.generator = generator.eval()
         self.text_encoder = text_encoder
         self.truncation = truncation
         self.max_batch_size = max_batch_size
+        # the words of the training captions (limner.text.prompts.vocabulary_of); None: not known (older models)
+        self.training_words = None if training_words is None else frozenset(training_words)
+
+    def prompt_warnings(self, prompt: str) -> list[tuple[str, str]]:
+        """(code, message) for what to tell a user about this prompt before drawing it
+        (limner.text.prompts.prompt_warnings): no descriptive word, no word the model was trained on,
+        or longer than the encoder reads."""
+        return prompt_warnings(prompt, self.training_words, token_count=self.text_encoder.token_count(prompt),
+                               max_tokens=self.text_encoder.max_length)
 
     @torch.no_grad()
     def __call__(
@@ -52,7 +67,11 @@ class TextToImagePipeline:
         seed: int | None = None,
         truncation: float | None = None,
     ) -> list[Image.Image]:
-        """Images grouped by prompt: all of prompt 0's, then prompt 1's, ..."""
+        """Images grouped by prompt: all of prompt 0's, then prompt 1's, ... A prompt the model may
+        not understand (see prompt_warnings) is still drawn, and logged as a warning."""
+        for prompt in [prompts] if isinstance(prompts, str) else prompts:
+            for _, message in self.prompt_warnings(prompt) if isinstance(prompt, str) and prompt.strip() else ():
+                log.warning(message)
         return to_pil(self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation))
 
     @torch.no_grad()
@@ -121,6 +140,8 @@ class TextToImagePipeline:
             "truncation": self.truncation,
         }
         (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        if self.training_words is not None:
+            (folder / TRAINING_WORDS).write_text(json.dumps(sorted(self.training_words)) + "\n")
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, backend: str = "torch") -> "TextToImagePipeline":
@@ -142,7 +163,7 @@ class TextToImagePipeline:
         text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
-        pipe = cls(generator, text_encoder, truncation=float(truncation))
+        pipe = cls(generator, text_encoder, truncation=float(truncation), training_words=_read_training_words(folder))
         if backend == "compile":
             pipe.generator = torch.compile(generator)
         elif backend in ("onnx", "onnx-int8"):
@@ -161,6 +182,20 @@ def _generator_class(folder: Path) -> type:
     if name not in classes:
         raise ModelLoadError(f"{folder / 'config.json'}: unknown generator class {name!r}; known: {sorted(classes)}")
     return classes[name]
+
+
+def _read_training_words(folder: Path) -> list[str] | None:
+    """The saved training words (None for a model saved before limner kept them)."""
+    path = folder / TRAINING_WORDS
+    if not path.is_file():
+        return None
+    try:
+        words = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise ModelLoadError(f"{path}: expected a JSON list of words")
+    return words
 
 
 def _read_json(path: Path) -> dict:

@@ -36,6 +36,12 @@ class TextEncoder:
 
     dim: int
     kind: str
+    max_length: int | None = None  # tokens read at most (longer captions are cut); None: no limit
+
+    def token_count(self, caption: str) -> int | None:
+        """Tokens in the caption before any cut (None where the encoder has no tokenizer)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        return None if tokenizer is None else len(tokenizer(caption)["input_ids"])
 
     def encode(self, captions: Sequence[str]) -> TextEmbeddings:
         captions = list(captions)

@@ -121,6 +121,12 @@ class TrainConfig:
     best_metric: str = "kid_mean"         # the best model by this metric is kept in {output_dir}/best
 
     def __post_init__(self) -> None:
+        self._check_run()
+        self._check_text()
+        self._check_terms()
+
+    def _check_run(self) -> None:
+        """Data, schedule, bookkeeping and where it runs."""
         if self.resolution not in RESOLUTIONS:
             raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
         for name in ("train_batch_size", "max_train_steps", "checkpointing_steps", "logging_steps", "validation_steps"):
@@ -139,19 +145,11 @@ class TrainConfig:
                               f"got {self.evaluator_resolution}")
         if self.train_batch_size < 2:
             raise ConfigError("train_batch_size must be at least 2 (mismatched captions come from the batch)")
-        if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
-            raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
-        if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
-            raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+
+    def _check_text(self) -> None:
+        """How captions are read."""
         if self.text_components != AUTO and (not isinstance(self.text_components, int) or self.text_components < 0):
             raise ConfigError(f'text_components must be a count (0: all) or "auto", got {self.text_components!r}')
-        for weight, folder in (("alignment_weight", "aligner_dir"), ("cycle_weight", "captioner_dir")):
-            if getattr(self, weight) < 0:
-                raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")
-            if getattr(self, weight) > 0 and not getattr(self, folder):
-                raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
-        if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
-            raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
         if self.text_pooling is not None and self.text_pooling not in (*POOLINGS, ANCHORED):
             raise ConfigError(f"text_pooling must be one of {[*POOLINGS, ANCHORED]} (or unset: the family's own), got {self.text_pooling!r}")
         if self.text_pooling == ANCHORED and self.text_hidden_layer is not None:
@@ -162,6 +160,20 @@ class TrainConfig:
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")
+
+    def _check_terms(self) -> None:
+        """The models' losses and what each needs."""
+        if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
+            raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
+        if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
+            raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+        for weight, folder in (("alignment_weight", "aligner_dir"), ("cycle_weight", "captioner_dir")):
+            if getattr(self, weight) < 0:
+                raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")
+            if getattr(self, weight) > 0 and not getattr(self, folder):
+                raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
+        if self.kl_warmup_steps < 0 or self.free_bits < 0 or self.reconstruction_sigma <= 0:
+            raise ConfigError("kl_warmup_steps and free_bits must be 0 or more, reconstruction_sigma positive")
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
         if self.reconstruction_weight < 0:

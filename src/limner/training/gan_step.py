@@ -75,25 +75,14 @@ def gan_train_step(
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
     guides: Guides | None = None,
 ) -> dict[str, float]:
-    """With contrastive_weight > 0 the discriminator also learns to match real images to their
-    captions across the batch, and the generator is asked to make its images match theirs.
-    With image_contrastive_weight > 0 each generated image is also asked to sit, in that
-    space, next to the real images of its caption and away from the others.
-    With reconstruction_weight > 0 the generator is also pulled, pixel by pixel, towards
-    the real image it shares a caption with (batch.images[i] for batch.sentence[i]), on
-    reconstruction_pool-sized cells; with reconstruction_best_of_two only the nearer of two samples
-    per caption is (batch.pair_noise must then cover the batch); batch.search_noise, when given, offers
-    further candidates for that second sample, and the one whose image is nearest the real one is taken. With models.latent_encoder, the second
-    sample of each caption that several training images share is drawn from the noise the encoder reads
-    off its real image, and only that sample is pulled towards it (a plain sample for the other captions);
-    latent_kl_weight keeps the encoded noises near the prior. With diversity_weight > 0 the first P captions are drawn
-    a second time from batch.pair_noise and each pair is asked to differ by diversity_target (diversity_loss).
-    batch.augment, when given, transforms real and generated images alike before the
-    discriminator sees them (DiffAugment), in both steps.
-    `sync_gradients(module)` runs between each backward and its optimiser step (data-parallel
-    training averages the gradients over the processes there). `guides` add the bidirectional
-    terms to the generator's loss: a frozen aligner's 1 - cosine of each image with its caption,
-    and a frozen captioner's cross-entropy for the true caption given the generated image."""
+    """The discriminator's update (hinge, mismatched captions, matching-aware penalty; with
+    contrastive_weight its image-text head), then the generator's: hinge, the head's matching
+    (contrastive_terms), the pixel terms on a second sample per caption (second_samples, pixel_terms:
+    reconstruction towards the real image of each caption, on reconstruction_pool cells, of the nearer
+    of two samples with reconstruction_best_of_two; diversity between the two), and the frozen guides'
+    terms (guide_terms); then the EMA. batch.augment transforms what the discriminator sees, real and
+    generated alike, in both updates (DiffAugment). `sync_gradients(module)` runs between each
+    backward and its optimiser step (data-parallel training averages the gradients there)."""
     sync = sync_gradients or (lambda module: None)
     augment = batch.augment or (lambda images: images)
     same_caption = (batch.sentence[:, None, :] == batch.sentence[None, :, :]).all(-1)  # (B, B)
@@ -113,16 +102,9 @@ def gan_train_step(
         g_total = g_total + contrastive_terms(discriminator, fake_features, batch.sentence, real_image_embedding, same_caption, stats,
                                               weight=contrastive_weight, image_weight=image_contrastive_weight,
                                               temperature=contrastive_temperature)
-    second, pair_noise = None, batch.pair_noise
-    if models.latent_encoder is not None:
-        pair_noise, kl = encoded_pair_noise(models.latent_encoder, batch)
-        g_total = g_total + latent_kl_weight * kl
-        stats["latent_kl"] = kl.item()
-    if batch.search_noise is not None and pair_noise is not None:
-        pair_noise = searched_noise(models.generator, pair_noise, batch, condition, pool=reconstruction_pool)
-    if pair_noise is not None and (diversity_weight > 0 or reconstruction_best_of_two or models.latent_encoder is not None):
-        second = models.generator(pair_noise, condition[: pair_noise.shape[0]])
-    g_total = g_total + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
+    second, pair_noise, kl_term = second_samples(models, batch, condition, stats, pool=reconstruction_pool, latent_kl_weight=latent_kl_weight,
+                                                 wanted=diversity_weight > 0 or reconstruction_best_of_two)
+    g_total = g_total + kl_term + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
                                     reconstruction_pool=reconstruction_pool,
                                     reconstruction_of="best_of_two" if reconstruction_best_of_two else
                                     "second" if models.latent_encoder is not None else "first",
@@ -137,6 +119,23 @@ def gan_train_step(
     optimizers.generator.step()
     update_ema(models.ema, models.generator, ema_decay)
     return {**d_stats, "g_loss": g_loss.item(), **stats}
+
+
+def second_samples(models: GANModels, batch: GANBatch, condition: torch.Tensor, stats: dict, *, pool: int, latent_kl_weight: float,
+                   wanted: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """The second sample of the first captions (None when no term asks for one), its noise, and the
+    latent encoder's weighted KL (0 without it). The noise is batch.pair_noise, or the latent encoder's
+    proposal, or the nearest of the search's candidates (batch.search_noise)."""
+    pair_noise, kl_term = batch.pair_noise, condition.new_zeros(())
+    if models.latent_encoder is not None:
+        pair_noise, kl = encoded_pair_noise(models.latent_encoder, batch)
+        kl_term = latent_kl_weight * kl
+        stats["latent_kl"] = kl.item()
+    if batch.search_noise is not None and pair_noise is not None:
+        pair_noise = searched_noise(models.generator, pair_noise, batch, condition, pool=pool)
+    if pair_noise is None or not (wanted or models.latent_encoder is not None):
+        return None, pair_noise, kl_term
+    return models.generator(pair_noise, condition[: pair_noise.shape[0]]), pair_noise, kl_term
 
 
 def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Optimizer, batch: GANBatch, fake: torch.Tensor,

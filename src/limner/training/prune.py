@@ -42,7 +42,7 @@ def prune_model(model_dir: str | Path, output_dir: str | Path, *, amount: float,
                      truncation=pipe.truncation, seed=seed, progress=progress)
     staging = output_dir.with_name(f".{output_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    TextToImagePipeline(student, pipe.text_encoder, truncation=pipe.truncation).save_pretrained(staging)
+    TextToImagePipeline(student, pipe.text_encoder, truncation=pipe.truncation, training_words=pipe.training_words).save_pretrained(staging)
     if (model_dir / "training_config.json").is_file():  # evaluation and calibration find the training data through it
         shutil.copy(model_dir / "training_config.json", staging / "training_config.json")
     report = {

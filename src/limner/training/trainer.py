@@ -29,6 +29,7 @@ from limner.metrics import shapes_accuracy
 from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoderConfig
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
+from limner.text.prompts import vocabulary_of
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO, TrainConfig
@@ -67,6 +68,7 @@ class Trainer:
         self.text_encoder, self.data = self._load_data()
         # which captions several training images share (an imagefolder in memory only: shards do not say)
         self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
+        self.training_words = vocabulary_of(self.data.captions)  # saved with the model: prompts that share none get a warning
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
         self.guides, self.caption_tokens = self._load_guides()
@@ -167,7 +169,7 @@ class Trainer:
 
     def pipeline(self) -> TextToImagePipeline:
         ema = self.models.ema if self.dist.device.type == "cpu" else copy.deepcopy(self.models.ema).cpu()
-        return TextToImagePipeline(ema, self.text_encoder, truncation=self.config.truncation)
+        return TextToImagePipeline(ema, self.text_encoder, truncation=self.config.truncation, training_words=self.training_words)
 
     def train(self) -> TrainResult:
         config, main = self.config, self.dist.is_main

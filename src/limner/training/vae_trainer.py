@@ -19,6 +19,7 @@ from limner.metrics.images import PairedImageMetrics
 from limner.models.vae import ConditionalVAE
 from limner.pipelines import TextToImagePipeline
 from limner.text import CachedTextEncoder, TextEncoder
+from limner.text.prompts import vocabulary_of
 from limner.training.config import TrainConfig
 from limner.training.data import load_test_split, load_training_data, resolve_data_dir
 from limner.training.losses import elbo_loss, gaussian_kl
@@ -78,7 +79,7 @@ def train_vae(config: TrainConfig, *, progress: bool = True) -> VAEResult:
     train_seconds = time.perf_counter() - started
     vae.eval()
     out = Path(config.output_dir)
-    pipe = TextToImagePipeline(vae, text_encoder, truncation=config.truncation)
+    pipe = TextToImagePipeline(vae, text_encoder, truncation=config.truncation, training_words=vocabulary_of(data.captions))
     pipe.save_pretrained(out)
     prompts = list(config.validation_prompts) or data.captions[:6]
     grid = make_grid(pipe(prompts, num_images_per_prompt=6, seed=config.seed), 6, row_labels=prompts, scale=max(1, 96 // config.resolution))

@@ -32,9 +32,12 @@ State = Annotated[ServingState, Depends(serving_state)]
 
 
 @router.post("/v1/images/generations")
-async def generate(body: ImageGenerationBody, request: Request, state: State) -> dict:
+async def generate(body: ImageGenerationBody, request: Request, response: Response, state: State) -> dict:
     model = state.pick_model(body.model, "text-to-image")
     job = validated_job(body, model, state.config)
+    warnings = [code for code, _ in model.pipeline.prompt_warnings(job.request.prompt)]
+    if warnings:  # the client should know the model may not understand the prompt (codes: limner.text.prompts)
+        response.headers["X-Limner-Warning"] = ", ".join(warnings)
     log_prompt(state.config, job, request.scope.get("state", {}).get("caller"))
     pngs = await state.run_job(model, job, job.request.num_images)
     if (body.response_format or "b64_json") == "url":
