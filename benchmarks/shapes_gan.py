@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
+
 from limner.data import shapes
 from limner.metrics import shapes_accuracy
 from limner.metrics.shapes import generated_placement_spread, real_placement_spread
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--override", default="{}", help='JSON of TrainConfig values over the preset, e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
 
+    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
     results = {}
     for encoder in args.encoders:
         out = Path(args.output_dir) / encoder

@@ -64,3 +64,31 @@ def test_the_server_sends_the_warning_codes_in_a_header():
         plain = client.post("/v1/images/generations", json={"prompt": "a red circle"})
     assert guessed.status_code == 200 and guessed.headers["X-Limner-Warning"] == NO_KNOWN_WORDS
     assert plain.status_code == 200 and "X-Limner-Warning" not in plain.headers
+
+
+def test_prompt_phrases_are_the_prompt_and_its_runs_of_descriptive_words():
+    from limner.text.policy import prompt_phrases
+
+    assert prompt_phrases("a small handgun, twitter style") == [
+        "a small handgun, twitter style", "handgun", "handgun twitter", "small", "small handgun", "small handgun twitter",
+        "twitter"]
+
+
+def test_denied_concepts_are_refused_in_other_words_by_the_server():
+    from limner.text import HuggingFaceTextEncoder
+    from limner.text.policy import ConceptPolicy
+
+    policy = ConceptPolicy(["pistol", "bomb"], HuggingFaceTextEncoder("all-MiniLM-L6-v2"))
+    assert policy.match("a handgun in the top left").concept == "pistol"  # a development-set rewording
+    assert policy.match("pistol, twitter style").phrase == "pistol"
+    assert policy.match("a red heart") is None and policy.match("a birthday cake") is None
+    with pytest.raises(ConfigError, match="at least one denied concept"):
+        ConceptPolicy(["  "], policy.encoder)
+    config = ServeConfig(denied_concepts=("pistol",))
+    with TestClient(create_app({"tiny": tiny_pipeline()}, config)) as client:
+        refused = client.post("/v1/images/generations", json={"prompt": "a revolver"})
+        allowed = client.post("/v1/images/generations", json={"prompt": "a red circle"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy_violation"
+    assert allowed.status_code == 200
+    with pytest.raises(ConfigError, match="denied_concept_threshold"):
+        ServeConfig(denied_concepts=("pistol",), denied_concept_threshold=1.5)

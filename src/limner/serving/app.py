@@ -43,7 +43,7 @@ def create_app(models: dict[str, TextToImagePipeline], config: ServeConfig | Non
     state = ServingState(
         served={name: ServedModel(name, pipe) for name, pipe in models.items()}, config=config, metrics=ServerMetrics(),
         store=ImageStore(config.stored_images, config.stored_image_ttl_s),
-        limiter=RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst),
+        limiter=RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst), concept_policy=_concept_policy(config),
     )
     app = FastAPI(title="limner", version="1", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serving = state
@@ -68,6 +68,17 @@ def _checked(models: dict, config: ServeConfig, keys: KeyStore | None) -> KeySto
         if not isinstance(pipe, (TextToImagePipeline, ImageToTextPipeline)) and not hasattr(pipe, "generate_batch"):
             raise ConfigError(f"model {name!r} is a {type(pipe).__name__}; serve takes text-to-image generators and captioners")
     return keys
+
+
+def _concept_policy(config: ServeConfig):
+    """The denied-concept policy (loads its language model once, at start-up), or None without concepts."""
+    if not config.denied_concepts:
+        return None
+    from limner.text import HuggingFaceTextEncoder
+    from limner.text.policy import ConceptPolicy
+
+    encoder = HuggingFaceTextEncoder(config.denied_concept_encoder)
+    return ConceptPolicy(config.denied_concepts, encoder, threshold=config.denied_concept_threshold)
 
 
 def _lifespan(state: ServingState):

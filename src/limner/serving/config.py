@@ -32,6 +32,11 @@ class ServeConfig:
     rate_limit_per_minute: float = 600.0
     rate_limit_burst: int = 60
     blocked_terms: tuple[str, ...] = ()  # prompts containing any of these (case-insensitive) are refused
+    # prompts whose meaning is near one of these are refused too, in any words (limner.text.policy): each
+    # phrase of the prompt against each concept, by the cosine of denied_concept_encoder's sentence vectors
+    denied_concepts: tuple[str, ...] = ()
+    denied_concept_threshold: float = 0.63  # chosen on a development set: benchmarks/prompt_policy.py
+    denied_concept_encoder: str = "all-MiniLM-L6-v2"
     # dynamic batching: concurrent requests share one generator call
     batching: bool = True
     max_batch_size: int = 64             # images per generator call
@@ -54,6 +59,8 @@ class ServeConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.denied_concept_threshold <= 1:
+            raise ConfigError(f"denied_concept_threshold is a cosine in (0, 1], got {self.denied_concept_threshold}")
         if self.batch_wait_timeout_s < 0:
             raise ConfigError(f"batch_wait_timeout_s must be 0 or more, got {self.batch_wait_timeout_s}")
         for size in self.allowed_sizes:

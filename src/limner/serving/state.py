@@ -57,6 +57,7 @@ class ServingState:
     store: ImageStore
     limiter: RateLimiter
     ready: bool = False
+    concept_policy: Any = None  # limner.text.policy.ConceptPolicy when config.denied_concepts are set
     schema: dict | None = None  # the OpenAPI schema with this server's limits, built on first request
 
     def pick_model(self, name: str | None, task: str | None = None, param: str = "model") -> ServedModel:

@@ -35,6 +35,9 @@ State = Annotated[ServingState, Depends(serving_state)]
 async def generate(body: ImageGenerationBody, request: Request, response: Response, state: State) -> dict:
     model = state.pick_model(body.model, "text-to-image")
     job = validated_job(body, model, state.config)
+    if state.concept_policy is not None and state.concept_policy.match(job.request.prompt) is not None:
+        # the same answer as the exact blocklist's: which concept matched is not told
+        raise APIError(400, "the prompt was refused by this server's content policy", param="prompt", code="content_policy_violation")
     warnings = [code for code, _ in model.pipeline.prompt_warnings(job.request.prompt)]
     if warnings:  # the client should know the model may not understand the prompt (codes: limner.text.prompts)
         response.headers["X-Limner-Warning"] = ", ".join(warnings)
