@@ -16,6 +16,9 @@ from limner.training.losses import (
 )
 
 
+SEARCH_CHUNK = 32  # images per generator pass in the gradient-free search (nearest_noise)
+
+
 @dataclass
 class GANModels:
     generator: Generator
@@ -225,7 +228,11 @@ def nearest_noise(generator: Generator, candidates: torch.Tensor, condition: tor
     on pool x pool cells): IMLE's search (Li and Malik 2018), without gradients.
     candidates (K, B, Z), condition (B, D), images (B, 3, H, W) -> noise (B, Z)."""
     count, batch = candidates.shape[:2]
-    drawn = generator(candidates.flatten(0, 1), condition.repeat(count, 1))  # one pass: (K * B, 3, H, W)
+    noise, conditions = candidates.flatten(0, 1), condition.repeat(count, 1)  # (K * B, Z), (K * B, D)
+    # in chunks: one pass over K * B images is slower than the same work in batches of SEARCH_CHUNK
+    # on a CPU (84 images at 64 px took 0.41 s in one pass, 0.21 s in three; their activations outgrow the caches)
+    drawn = torch.cat([generator(part, part_condition) for part, part_condition
+                       in zip(noise.split(SEARCH_CHUNK), conditions.split(SEARCH_CHUNK))])  # (K * B, 3, H, W)
     errors = reconstruction_errors(drawn, images.repeat(count, 1, 1, 1), pool=pool).view(count, batch)  # (K, B)
     best = errors.argmin(0)  # (B,)
     return candidates[best, torch.arange(batch, device=candidates.device)]
