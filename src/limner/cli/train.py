@@ -54,6 +54,8 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
                 "train_batch_size": 64},
 }
 
+SAFETY_CHECKER = "safety-checker"  # trained by limner.training.safety_trainer over its own config
+
 # model kind -> (module, function) that trains it; imported only when asked for (torch is heavy)
 TRAINERS = {
     "gan": ("limner.training", "train"),
@@ -67,12 +69,16 @@ TRAINERS = {
 def add_parsers(commands) -> None:
     train = commands.add_parser("train", help="train a text-to-image GAN")
     train.add_argument("--preset", default="shapes", help="shapes, emoji, emoji-styles or emoji-styles-32 (flags override it)")
-    train.add_argument("--model", default="gan", choices=list(KIND_DEFAULTS),
+    train.add_argument("--model", default="gan", choices=[*KIND_DEFAULTS, SAFETY_CHECKER],
                        help="gan (default); vae: a conditional VAE with a learnt text prior; evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
-                            "aligner: an image-text matcher for `limner rank` and for training generators against")
+                            "aligner: an image-text matcher for `limner rank` and for training generators against; "
+                            "safety-checker: flags unwanted pictures (needs --evaluator-dir, --unwanted-images, --allowed-images)")
     train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
     for flag, _, kind, text in TRAIN_FLAGS:
         train.add_argument(flag, type=kind, default=None, help=text)
+    train.add_argument("--unwanted-images", default=None, help="safety-checker: a folder of pictures to flag")
+    train.add_argument("--allowed-images", default=None, help="safety-checker: a folder of pictures to let through")
+    train.add_argument("--held-out-fraction", type=float, default=None, help="safety-checker: share of each folder kept out to measure it (0.25)")
     train.add_argument("--validation-prompts", nargs="+", default=None, help="captions for the validation grid")
     train.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,6 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
     from limner.training import build_train_config
 
     kind = args.model
+    if kind == SAFETY_CHECKER:
+        return _run_safety_checker(args)
     defaults = {key: value.format(preset=args.preset) if isinstance(value, str) else value for key, value in KIND_DEFAULTS[kind].items()}
     config = build_train_config(args.preset, {**defaults, **_overrides(args), "model": kind})
     module, name = TRAINERS[kind]
@@ -89,6 +97,30 @@ def run_train(args: argparse.Namespace) -> int:
     for line in REPORTS[kind](result):
         print(line)
     return 130 if getattr(result, "interrupted", False) else 0
+
+
+def _run_safety_checker(args: argparse.Namespace) -> int:
+    """The output checker has its own small config (limner.training.safety_trainer), not TrainConfig."""
+    from limner.errors import ConfigError
+    from limner.training.safety_trainer import build_safety_config, train_safety_checker
+
+    values = read_config_file(args.config) if args.config else {}
+    flags = {"evaluator_dir": args.evaluator_dir, "unwanted_images": args.unwanted_images, "allowed_images": args.allowed_images,
+             "output_dir": args.output_dir, "seed": args.seed, "held_out_fraction": args.held_out_fraction}
+    values.update({key: value for key, value in flags.items() if value is not None})
+    if args.skip_invalid_images:
+        values["skip_invalid_images"] = True
+    missing = [f"--{name.replace('_', '-')}" for name in ("evaluator_dir", "unwanted_images", "allowed_images") if name not in values]
+    if missing:
+        raise ConfigError(f"--model safety-checker needs {', '.join(missing)}")
+    result = train_safety_checker(build_safety_config(values), progress=not args.no_progress)
+    scores = result.held_out
+    print(f"trained on {result.train_images['unwanted']} unwanted and {result.train_images['allowed']} allowed images"
+          + (f" ({result.skipped} unreadable skipped)" if result.skipped else ""))
+    print(f"held out: precision {scores['precision']:.3f}, recall {scores['recall']:.3f} ({scores['unwanted']} unwanted, "
+          f"{scores['allowed']} allowed, {scores['false_positives']} allowed images flagged)")
+    print(f"safety checker: {result.output_dir}  (copy it into a model folder as safety_checker/ to check that model's pictures)")
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from limner.errors import ModelLoadError
 from limner.pipelines.alignment import AlignmentPipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.pipelines.round_trip import round_trip
-from limner.pipelines.text_to_image import GenerationRequest, TextToImagePipeline
+from limner.pipelines.safety_checker import SafetyChecker
+from limner.pipelines.text_to_image import GenerationRequest, TextToImageOutput, TextToImagePipeline
 
 PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline, AlignmentPipeline)}
 
@@ -31,4 +32,5 @@ def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImageP
     return PIPELINES[name].from_pretrained(folder)
 
 
-__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "load_pipeline", "round_trip"]
+__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "SafetyChecker", "TextToImageOutput",
+           "load_pipeline", "round_trip"]

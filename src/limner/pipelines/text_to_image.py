@@ -15,14 +15,25 @@ from PIL import Image
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
 from limner.text import TextEncoder, load_text_encoder
+from limner.pipelines.safety_checker import SafetyChecker, blank_flagged
 from limner.text.prompts import prompt_warnings
 
 log = logging.getLogger(__name__)
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
+SAFETY_CHECKER = "safety_checker"  # a model folder's own output checker, loaded with it when present
 TRAINING_WORDS = "training_words.json"  # the training captions' words: prompts that share none get a warning
 BACKENDS = ("torch", "compile", "onnx", "onnx-int8")
+
+
+@dataclass
+class TextToImageOutput:
+    """What `pipe(..., return_dict=True)` gives: the images and, per image, whether the pipeline's
+    safety checker flagged it (then it is blank); None without a checker (the diffusers convention)."""
+
+    images: list[Image.Image]
+    nsfw_content_detected: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,10 @@ class TextToImagePipeline:
     """
 
     def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64,
-                 training_words: Iterable[str] | None = None):
+                 training_words: Iterable[str] | None = None, safety_checker: "SafetyChecker | None" = None):
         self.generator = generator.eval()
+        # flags unwanted pictures, which are then drawn blank (limner.pipelines.safety_checker); None: no check
+        self.safety_checker = safety_checker
         self.text_encoder = text_encoder
         self.truncation = truncation
         self.max_batch_size = max_batch_size
@@ -66,13 +79,22 @@ class TextToImagePipeline:
         num_images_per_prompt: int = 1,
         seed: int | None = None,
         truncation: float | None = None,
-    ) -> list[Image.Image]:
+        return_dict: bool = False,
+    ) -> list[Image.Image] | TextToImageOutput:
         """Images grouped by prompt: all of prompt 0's, then prompt 1's, ... A prompt the model may
-        not understand (see prompt_warnings) is still drawn, and logged as a warning."""
+        not understand (see prompt_warnings) is still drawn, and logged as a warning. With a safety
+        checker, flagged images come back blank (logged); return_dict=True also tells which."""
         for prompt in [prompts] if isinstance(prompts, str) else prompts:
             for _, message in self.prompt_warnings(prompt) if isinstance(prompt, str) and prompt.strip() else ():
                 log.warning(message)
-        return to_pil(self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation))
+        images = self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation)
+        flags = None
+        if self.safety_checker is not None:
+            flagged = self.safety_checker(images)
+            if flagged.any():
+                log.warning("the safety checker flagged %d of %d images: they are blank", int(flagged.sum()), len(flagged))
+            images, flags = blank_flagged(images, flagged), flagged.tolist()
+        return TextToImageOutput(to_pil(images), flags) if return_dict else to_pil(images)
 
     @torch.no_grad()
     def generate_tensors(self, prompts: str | Sequence[str], *, num_images_per_prompt: int = 1, seed: int | None = None, truncation: float | None = None) -> torch.Tensor:
@@ -163,7 +185,9 @@ class TextToImagePipeline:
         text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
-        pipe = cls(generator, text_encoder, truncation=float(truncation), training_words=_read_training_words(folder))
+        checker = SafetyChecker.from_pretrained(folder / SAFETY_CHECKER) if (folder / SAFETY_CHECKER).is_dir() else None
+        pipe = cls(generator, text_encoder, truncation=float(truncation), training_words=_read_training_words(folder),
+                   safety_checker=checker)
         if backend == "compile":
             pipe.generator = torch.compile(generator)
         elif backend in ("onnx", "onnx-int8"):

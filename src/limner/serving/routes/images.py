@@ -43,6 +43,9 @@ async def generate(body: ImageGenerationBody, request: Request, response: Respon
         response.headers["X-Limner-Warning"] = ", ".join(warnings)
     log_prompt(state.config, job, request.scope.get("state", {}).get("caller"))
     pngs = await state.run_job(model, job, job.request.num_images)
+    if pngs is FLAGGED:  # the model's safety checker flagged one of its images: none is sent
+        raise APIError(400, "the generated image was refused by this server's content policy", param="prompt",
+                       code="content_policy_violation")
     if (body.response_format or "b64_json") == "url":
         base = str(request.base_url).rstrip("/")
         data = [{"url": f"{base}/v1/images/files/{state.store.put(png)}.png"} for png in pngs]
@@ -96,11 +99,17 @@ def log_prompt(config: ServeConfig, job: Job, caller: str | None) -> None:
     prompt_log.info(json.dumps(record))
 
 
+FLAGGED = object()  # a job's result when the safety checker flagged any of its images
+
+
 def batch_runner(model: ServedModel, metrics: ServerMetrics):
-    def run(jobs: Sequence[Job]) -> list[list[bytes]]:
+    checker = getattr(model.pipeline, "safety_checker", None)
+
+    def run(jobs: Sequence[Job]) -> list[list[bytes] | object]:
         images = model.pipeline.generate_batch([job.request for job in jobs])
         metrics.images.labels(model.name).inc(sum(len(t) for t in images))
-        return [[_png(image, job) for image in to_pil(tensor)] for job, tensor in zip(jobs, images)]
+        return [FLAGGED if checker is not None and checker(tensor).any() else [_png(image, job) for image in to_pil(tensor)]
+                for job, tensor in zip(jobs, images)]
     return run
 
 
