@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["shapes", "emoji"])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--output-dir", default="outputs/benchmarks/captioner")
-    parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
+    parser.add_argument("--override", default="{}", help="JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind)")
     args = parser.parse_args()
 
     results = {}

@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--evaluator-minutes", type=float, default=12)
     parser.add_argument("--evaluator-dir", default=None, help="reuse a trained evaluator")
     parser.add_argument("--output-dir", default="outputs/benchmarks/emoji_styles")
-    parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
+    parser.add_argument("--override", default="{}", help="JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind)")
     parser.add_argument("--max-images", type=int, default=2000)
     parser.add_argument("--grid-only", action="store_true", help="only draw the sample grid of the model in --output-dir")
     args = parser.parse_args()
@@ -110,7 +110,7 @@ def main() -> None:
         config = build_train_config(args.preset, {"model": "evaluator", "output_dir": str(evaluator_dir), "seed": 1234,
                                                    "max_train_minutes": args.evaluator_minutes, "train_batch_size": 64})
         result = train_evaluator(config)
-        info = json.loads((evaluator_dir / "evaluator_index.json").read_text())
+        info = json.loads((evaluator_dir / "model_index.json").read_text())
         print(f"evaluator: {result.steps} steps, test recall@1 {result.test_recall_at_1}, style head accuracy on real test "
               f"images {info['test_style_accuracy']}", flush=True)
 

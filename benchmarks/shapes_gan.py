@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/benchmarks/shapes_gan")
     parser.add_argument("--max-train-steps", type=int, default=100_000)
     parser.add_argument("--evaluate-only", action="store_true", help="judge the models already in --output-dir")
-    parser.add_argument("--override", default="{}", help='JSON of TrainConfig values over the preset, e.g. \'{"learning_rate": 1e-4}\'')
+    parser.add_argument("--override", default="{}", help='JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind), e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
 
     print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)

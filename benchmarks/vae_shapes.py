@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--output-dir", default="outputs/benchmarks/vae_shapes")
     parser.add_argument("--captioner", default="outputs/benchmarks/bidirectional/captioner", help="for the round trip (skipped if absent)")
-    parser.add_argument("--override", default="{}", help="JSON of TrainConfig values over the preset")
+    parser.add_argument("--override", default="{}", help="JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind)")
     args = parser.parse_args()
 
     config = build_train_config("shapes", {"model": "vae", "output_dir": args.output_dir, "max_train_minutes": args.minutes,

@@ -23,22 +23,24 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LIMNER_CACHE", str(tmp_path / "cache"))
 
 
-def tiny_train_overrides(data_dir, output_dir, **extra):
-    return {
+def tiny_train_overrides(data_dir, output_dir, *, kind: str | None = None, **extra):
+    """Tiny, fast config values for one model kind (`kind`, else extra's "model", else the GAN):
+    what every kind takes, plus the GAN's small networks and cadences where the kind is the GAN."""
+    kind = kind or extra.get("model", "gan")
+    values = {
         "train_data_dir": str(data_dir),
         "output_dir": str(output_dir),
         "text_encoder": "bag-of-words",
         "train_batch_size": 8,
         "max_train_steps": 4,
         "max_train_minutes": None,
-        "checkpointing_steps": 2,
-        "validation_steps": 2,
         "logging_steps": 1,
-        "validation_images_per_prompt": 2,
-        "generator": TINY_GENERATOR,
-        "discriminator": TINY_DISCRIMINATOR,
-        **extra,
     }
+    if kind in ("gan", "vae"):
+        values["validation_images_per_prompt"] = 2
+    if kind == "gan":
+        values.update({"checkpointing_steps": 2, "validation_steps": 2, "generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR})
+    return {**values, **extra}
 
 
 def tiny_generator_config(**extra) -> GeneratorConfig:

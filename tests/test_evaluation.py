@@ -4,7 +4,7 @@ import pytest
 
 from limner.cli import main
 from limner.errors import ModelLoadError
-from limner.pipelines.evaluator import load_evaluator
+from limner.pipelines.dual_encoder import load_evaluator
 from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
 
 
@@ -18,13 +18,13 @@ def tiny_runs(tiny_shapes, tmp_path_factory):
 
 def _train_tiny_gan_and_evaluator(root, data, *, evaluator_steps: int) -> None:
     """A 3-step GAN in root/gan and an evaluator in root/evaluator, tiny widths, bag-of-words text."""
-    config = root / "tiny.json"
-    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2,
-                                  "evaluator": {"base_channels": 4, "embedding_dim": 16}}))
-    common = ["--config", str(config), "--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
+    gan_config, evaluator_config = root / "tiny-gan.json", root / "tiny-evaluator.json"
+    gan_config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
+    evaluator_config.write_text(json.dumps({"evaluator": {"base_channels": 4, "embedding_dim": 16}}))
+    common = ["--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
               "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
-    assert main(["train", *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
-    assert main(["train", "--model", "evaluator", *common, "--max-train-steps", str(evaluator_steps),
+    assert main(["train", "--config", str(gan_config), *common, "--max-train-steps", "3", "--output-dir", str(root / "gan")]) == 0
+    assert main(["train", "--model", "evaluator", "--config", str(evaluator_config), *common, "--max-train-steps", str(evaluator_steps),
                  "--output-dir", str(root / "evaluator")]) == 0
 
 
@@ -53,11 +53,13 @@ def test_evaluate_writes_metrics_with_floors_and_a_report(tiny_runs, tiny_shapes
     assert judge["images"] == 24 and set(judge["confusion"]) == {"color", "shape", "size", "position"}
     assert sum(sum(row.values()) for row in judge["confusion"]["color"].values()) == 24
     page = (out / "report.html").read_text()
-    assert page.count("<img") >= 3 and "real floor" in page and "asked (rows)" in page
+    assert page.count("<img") >= 4 and "real floor" in page and "asked (rows)" in page and "Why it drew this" in page
+    explained = metrics["explanation"]
+    assert set(explained["words"]) <= set(explained["prompt"].split()) and all(v >= 0 for v in explained["words"].values())
 
 
 def test_evaluate_refuses_a_folder_that_is_no_evaluator(tiny_runs):
-    with pytest.raises(ModelLoadError, match="evaluator_index.json"):
+    with pytest.raises(ModelLoadError, match="dual_encoder/"):
         load_evaluator(tiny_runs / "gan")
 
 

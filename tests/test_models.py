@@ -130,9 +130,9 @@ def test_whitening_gives_every_kept_direction_the_same_spread(tmp_path):
 
 
 def test_an_evaluator_judges_images_at_its_resolution_and_above_only():
-    from limner.models.evaluator import Evaluator, EvaluatorConfig
+    from limner.models.dual_encoder import DualEncoder, DualEncoderConfig
 
-    evaluator = Evaluator(EvaluatorConfig(resolution=32, text_dim=8, base_channels=4)).eval()
+    evaluator = DualEncoder(DualEncoderConfig(resolution=32, text_dim=8, base_channels=4)).eval()
     evaluator.check_can_judge(32)
     evaluator.check_can_judge(64)  # larger images are downsampled before it reads them
     assert evaluator(torch.zeros(2, 3, 64, 64)).shape == (2, evaluator.num_features)

@@ -11,9 +11,9 @@ from PIL import Image
 
 from limner.cli import main
 from limner.errors import DataError, ModelLoadError
-from limner.models.evaluator import Evaluator, EvaluatorConfig
+from limner.models.dual_encoder import DualEncoder, DualEncoderConfig
 from limner.pipelines import TextToImagePipeline
-from limner.pipelines.evaluator import save_evaluator
+from limner.pipelines.dual_encoder import save_evaluator
 from limner.pipelines.safety_checker import SafetyChecker
 from limner.serving import ServeConfig, create_app
 from limner.text import BagOfWordsEncoder
@@ -24,7 +24,7 @@ from tests.conftest import tiny_pipeline
 def write_evaluator(folder, seed=0):
     torch.manual_seed(seed)
     encoder = BagOfWordsEncoder.from_captions(["a red thing", "a blue thing"])
-    save_evaluator(folder, Evaluator(EvaluatorConfig(base_channels=4, text_dim=encoder.dim)), encoder, {"steps": 0})
+    save_evaluator(folder, DualEncoder(DualEncoderConfig(base_channels=4, text_dim=encoder.dim)), encoder, {"steps": 0})
     return folder
 
 
@@ -70,7 +70,7 @@ def test_a_checker_refuses_another_evaluators_features(folders, tmp_path):
     train_safety_checker(config(folders, tmp_path), progress=False)
     other = write_evaluator(tmp_path / "other", seed=5)
     shutil.rmtree(tmp_path / "checker" / "evaluator")
-    shutil.copytree(other / "evaluator", tmp_path / "checker" / "evaluator")
+    shutil.copytree(other / "dual_encoder", tmp_path / "checker" / "evaluator")  # the model alone, as the checker keeps it
     with pytest.raises(ModelLoadError, match="another evaluator"):
         SafetyChecker.from_pretrained(tmp_path / "checker")
 

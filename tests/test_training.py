@@ -138,6 +138,29 @@ def test_interrupt_saves_a_checkpoint(tiny_shapes, tmp_path, monkeypatch):
     assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
 
 
+def test_learning_rates_fall_linearly_between_the_decay_steps(tiny_shapes, tmp_path):
+    trainer = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=4, learning_rate_decay=[1, 3], learning_rate_floor=0.2)
+    seen = []
+    original = trainer._train_one_step
+
+    def recording():
+        losses = original()
+        seen.append((trainer.optimizers.generator.param_groups[0]["lr"], trainer.optimizers.discriminator.param_groups[0]["lr"]))
+        return losses
+
+    trainer._train_one_step = recording
+    trainer.train()
+    config = trainer.config
+    factors = [1.0, 1.0, 0.6, 0.2]  # steps 0 and 1 before the decay, halfway at 2, the floor from 3 on
+    expected = [(config.learning_rate * f, config.discriminator_learning_rate * f) for f in factors]
+    assert [value for pair in seen for value in pair] == pytest.approx([value for pair in expected for value in pair])
+
+
+def test_a_learning_rate_decay_must_end_after_it_starts(tiny_shapes, tmp_path):
+    with pytest.raises(ConfigError, match="learning_rate_decay"):
+        build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path, learning_rate_decay=[5, 5]))
+
+
 def test_a_single_caption_dataset_still_samples(tmp_path):
     from limner.training.data import CaptionedImages
 
@@ -169,8 +192,8 @@ def test_each_image_draws_among_its_own_captions():
 def test_alignment_and_cycle_terms_train_the_generator_through_frozen_guides(tiny_shapes, tmp_path):
     """Text -> image -> (aligner score, captioner cross-entropy): both terms are logged, reach the
     generator, and leave the guides untouched."""
-    from limner.models.aligner import Aligner, AlignerConfig
-    from limner.pipelines import AlignmentPipeline
+    from limner.models.dual_encoder import DualEncoder, aligner_config
+    from limner.pipelines import DualEncoderPipeline
     from limner.pipelines.image_to_text import ImageToTextPipeline
     from limner.text import BagOfWordsEncoder
     from limner.data import ImageFolder
@@ -178,7 +201,7 @@ def test_alignment_and_cycle_terms_train_the_generator_through_frozen_guides(tin
 
     captions = ImageFolder(tiny_shapes, "train").captions
     encoder = BagOfWordsEncoder.from_captions(captions)
-    AlignmentPipeline(Aligner(AlignerConfig(text_dim=encoder.dim, base_channels=4, embed_dim=16, text_hidden=32)), encoder).save_pretrained(tmp_path / "aligner")
+    DualEncoderPipeline(DualEncoder(aligner_config(text_dim=encoder.dim, base_channels=4, embedding_dim=16, text_hidden=32)), encoder).save_pretrained(tmp_path / "aligner")
     tiny_captioner_pipeline(captions).save_pretrained(tmp_path / "captioner")
     overrides = tiny_train_overrides(tiny_shapes, tmp_path / "run", max_train_steps=2, alignment_weight=0.5, aligner_dir=str(tmp_path / "aligner"),
                                      cycle_weight=0.5, captioner_dir=str(tmp_path / "captioner"))
@@ -192,12 +215,12 @@ def test_alignment_and_cycle_terms_train_the_generator_through_frozen_guides(tin
 
 
 def test_guides_must_read_captions_as_the_generator_does(tiny_shapes, tmp_path):
-    from limner.models.aligner import Aligner, AlignerConfig
-    from limner.pipelines import AlignmentPipeline
+    from limner.models.dual_encoder import DualEncoder, aligner_config
+    from limner.pipelines import DualEncoderPipeline
     from limner.text import BagOfWordsEncoder
 
     other = BagOfWordsEncoder.from_captions(["words the generator never uses"])
-    AlignmentPipeline(Aligner(AlignerConfig(text_dim=other.dim, base_channels=4)), other).save_pretrained(tmp_path / "aligner")
+    DualEncoderPipeline(DualEncoder(aligner_config(text_dim=other.dim, base_channels=4)), other).save_pretrained(tmp_path / "aligner")
     overrides = tiny_train_overrides(tiny_shapes, tmp_path / "run", alignment_weight=1.0, aligner_dir=str(tmp_path / "aligner"))
     with pytest.raises(ConfigError, match="the aligner reads captions with"):
         Trainer(build_train_config(None, overrides), progress=False)

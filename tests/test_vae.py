@@ -64,8 +64,7 @@ def test_the_vae_samples_through_the_pipeline_saves_loads_and_exports(tmp_path):
 
 def test_train_the_vae_from_the_command_line(tiny_shapes, tmp_path, capsys):
     config = tmp_path / "tiny.json"
-    overrides = tiny_train_overrides(tiny_shapes, tmp_path / "vae", max_train_steps=3, kl_warmup_steps=2)
-    overrides.pop("generator")
+    overrides = tiny_train_overrides(tiny_shapes, tmp_path / "vae", kind="vae", max_train_steps=3, kl_warmup_steps=2)
     overrides["vae"] = TINY_VAE
     config.write_text(json.dumps(overrides))
     assert main(["train", "--model", "vae", "--config", str(config), "--no-progress"]) == 0

@@ -81,6 +81,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def parse_name_list(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """'a, b' -> ('a', 'b'); '' -> (); names outside `known` refused with the choices (`what` names the list)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; choose from {list(known)} (comma-separated), or '' for none")
+    return names
+
+
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overrides.items():

@@ -1,4 +1,4 @@
-"""Using trained models: `limner generate`, `caption`, `roundtrip`, `rank` and `evaluate`."""
+"""Using trained models: `limner generate`, `caption`, `roundtrip`, `rank`, `evaluate` and `explain`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def add_parsers(commands) -> None:
     rank.add_argument("--captions", nargs="+", default=None)
     rank.add_argument("--caption", default=None, help="a caption whose --images to rank")
     rank.add_argument("--images", nargs="+", default=None)
+    explain = commands.add_parser("explain", help="why a text-to-image model drew what it drew: each word's effect and where, a noise walk")
+    explain.add_argument("model_dir")
+    explain.add_argument("prompt")
+    explain.add_argument("-o", "--output", default="explain.png")
+    explain.add_argument("-n", "--seeds", type=int, default=6, help="noises each version of the prompt is drawn from")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--towards", default=None, help="a second prompt: add the interpolation from the first to it")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -94,7 +101,7 @@ def run_roundtrip(args: argparse.Namespace) -> int:
 
 
 def run_rank(args: argparse.Namespace) -> int:
-    from limner.pipelines.alignment import AlignmentPipeline
+    from limner.pipelines.dual_encoder import DualEncoderPipeline
 
     if bool(args.image) == bool(args.caption):
         return user_error("rank needs either --image FILE with --captions, or --caption TEXT with --images")
@@ -102,7 +109,7 @@ def run_rank(args: argparse.Namespace) -> int:
         return user_error("--image needs --captions to rank")
     if args.caption and not args.images:
         return user_error("--caption needs --images to rank")
-    pipe = AlignmentPipeline.from_pretrained(args.model_dir)
+    pipe = DualEncoderPipeline.from_pretrained(args.model_dir, role="aligner")
     if args.image:
         for caption, score in pipe.rank_captions(open_image(args.image), args.captions):
             print(f"{score:+.4f}\t{caption}")
@@ -145,4 +152,20 @@ def _print_styles(styles: dict) -> None:
     print(f"  {'concept R-precision':<24}{precision[0]:>12.4f}{precision[1]:>12.4f}")
 
 
-COMMANDS = {"generate": run_generate, "caption": run_caption, "evaluate": run_evaluate, "roundtrip": run_roundtrip, "rank": run_rank}
+def run_explain(args: argparse.Namespace) -> int:
+    from limner.evaluation.explain import explain_page
+    from limner.pipelines import TextToImagePipeline
+    from limner.utils.images import save_png
+
+    if not 1 <= args.seeds <= 32:
+        return user_error(f"--seeds must be between 1 and 32, got {args.seeds}")
+    pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    page, found = explain_page(pipe, args.prompt, seeds=args.seeds, seed=args.seed, other_prompt=args.towards)
+    save_png(page, args.output, {"prompt": args.prompt, "seed": args.seed, "model": str(Path(args.model_dir).resolve())})
+    for attribution in sorted(found, key=lambda a: -a.score):
+        print(f"{attribution.score:.4f}\t{attribution.words}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+COMMANDS = {"explain": run_explain, "generate": run_generate, "caption": run_caption, "evaluate": run_evaluate, "roundtrip": run_roundtrip, "rank": run_rank}

@@ -1,4 +1,6 @@
-"""`limner train`: one command for every model kind, over one table of flags and one of per-kind defaults."""
+"""`limner train`: one command for every model kind, over one table of flags. Each kind's defaults live
+in its config class and its section of the preset (limner.training.presets); a flag that is no setting
+of the chosen kind is refused by name."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any, Callable
 
 from limner.config import read_config_file
 
-# (flag, TrainConfig field, type, help); None as a default means "leave the preset's value".
+# (flag, config field, type, help); None as a default means "leave the preset's value".
 TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--train-data-dir", "train_data_dir", str, "imagefolder path, or a builtin dataset: shapes, emoji, emoji-styles"),
     ("--resolution", "resolution", int, "image side: 32, 64, 128 or 256"),
@@ -41,19 +43,6 @@ TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--captioner-dir", "captioner_dir", str, "a folder written by `limner train --model captioner`"),
 ]
 
-# What a model kind uses over the preset, under --config and the flags. The scorers and the captioner
-# train in minutes, with their own seeds (the evaluator must not share the generator's), and never
-# land on the generator's folder; "{preset}" is the preset's name.
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gan": {},
-    "vae": {"output_dir": "outputs/{preset}-vae"},
-    "evaluator": {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-evaluator", "seed": 1234,
-                  "train_batch_size": 64},
-    "captioner": {"max_train_minutes": 5, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-captioner", "train_batch_size": 64},
-    "aligner": {"max_train_minutes": 3, "max_train_steps": 100_000, "output_dir": "outputs/{preset}-aligner", "seed": 4321,
-                "train_batch_size": 64},
-}
-
 SAFETY_CHECKER = "safety-checker"  # trained by limner.training.safety_trainer over its own config
 
 # model kind -> (module, function) that trains it; imported only when asked for (torch is heavy)
@@ -67,13 +56,13 @@ TRAINERS = {
 
 
 def add_parsers(commands) -> None:
-    train = commands.add_parser("train", help="train a text-to-image GAN")
+    train = commands.add_parser("train", help="train a model: a text-to-image GAN (default), VAE, evaluator, captioner, aligner or safety checker")
     train.add_argument("--preset", default="shapes", help="shapes, emoji, emoji-styles or emoji-styles-32 (flags override it)")
-    train.add_argument("--model", default="gan", choices=[*KIND_DEFAULTS, SAFETY_CHECKER],
+    train.add_argument("--model", default="gan", choices=[*TRAINERS, SAFETY_CHECKER],
                        help="gan (default); vae: a conditional VAE with a learnt text prior; evaluator: the independent image-text scorer `limner evaluate` uses; captioner: image to text; "
                             "aligner: an image-text matcher for `limner rank` and for training generators against; "
                             "safety-checker: flags unwanted pictures (needs --evaluator-dir, --unwanted-images, --allowed-images)")
-    train.add_argument("--config", default=None, help="a JSON file of TrainConfig values, applied over the preset")
+    train.add_argument("--config", default=None, help="a JSON file of the chosen kind's config values, applied over the preset")
     for flag, _, kind, text in TRAIN_FLAGS:
         train.add_argument(flag, type=kind, default=None, help=text)
     train.add_argument("--unwanted-images", default=None, help="safety-checker: a folder of pictures to flag")
@@ -90,8 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
     kind = args.model
     if kind == SAFETY_CHECKER:
         return _run_safety_checker(args)
-    defaults = {key: value.format(preset=args.preset) if isinstance(value, str) else value for key, value in KIND_DEFAULTS[kind].items()}
-    config = build_train_config(args.preset, {**defaults, **_overrides(args), "model": kind})
+    config = build_train_config(args.preset, {**_overrides(args), "model": kind})
     module, name = TRAINERS[kind]
     result = getattr(importlib.import_module(module), name)(config, progress=not args.no_progress)
     for line in REPORTS[kind](result):
@@ -124,7 +112,7 @@ def _run_safety_checker(args: argparse.Namespace) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """TrainConfig values from --config, then the flags given (flags win)."""
+    """Config values from --config, then the flags given (flags win)."""
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in TRAIN_FLAGS}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.validation_prompts:
@@ -160,7 +148,7 @@ def _evaluator_report(result) -> list[str]:
     recall = "n/a (no test split)" if result.test_recall_at_1 is None else f"{result.test_recall_at_1:.3f}"
     lines = [f"trained the evaluator {result.steps} steps in {result.train_seconds:.0f}s; final loss {result.final_loss:.3f}; "
              f"test recall@1 (image to caption) {recall}"]
-    info = json.loads((result.output_dir / "evaluator_index.json").read_text())
+    info = json.loads((result.output_dir / "model_index.json").read_text())
     if info.get("test_style_accuracy") is not None:
         lines.append(f"style head: accuracy {info['test_style_accuracy']:.3f} on the test split's real images")
     lines.append(f"evaluator: {result.output_dir}")

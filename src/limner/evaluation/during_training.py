@@ -18,7 +18,7 @@ from limner.errors import ConfigError
 from limner.evaluation.evaluate import load_split
 from limner.metrics.alignment import r_precision
 from limner.metrics.images import distribution_metrics
-from limner.pipelines.evaluator import load_evaluator
+from limner.pipelines.dual_encoder import load_evaluator
 
 # metric -> whether higher is better
 BEST_METRICS = {"kid_mean": False, "fid": False, "r_precision": True}

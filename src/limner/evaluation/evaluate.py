@@ -24,13 +24,14 @@ from limner.data import ImageFolder, builtin_data_dir
 from limner.data.builders import BUILTIN_DATASETS
 from limner.data import shapes
 from limner.errors import ConfigError
+from limner.evaluation.explain import explain_page
 from limner.evaluation.styles import has_styles, style_figures
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
 from limner.metrics.images import InceptionFeatures, distribution_metrics, paired_image_metrics
-from limner.models.evaluator import Evaluator
+from limner.models.dual_encoder import DualEncoder
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
-from limner.pipelines.evaluator import load_evaluator
+from limner.pipelines.dual_encoder import load_evaluator
 from limner.utils.images import from_uint8, to_pil
 
 
@@ -94,7 +95,7 @@ def _halves(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[: count // 2], order[count // 2 :]
 
 
-def text_image_figures(evaluator: Evaluator, text_table: torch.Tensor, features: torch.Tensor, caption_ids: torch.Tensor, *, seed: int) -> dict:
+def text_image_figures(evaluator: DualEncoder, text_table: torch.Tensor, features: torch.Tensor, caption_ids: torch.Tensor, *, seed: int) -> dict:
     """features: the evaluator's pooled features (N, F) of the images."""
     vectors = evaluator.embed_features(features)
     folds = min(10, features.shape[0])
@@ -107,7 +108,7 @@ def text_image_figures(evaluator: Evaluator, text_table: torch.Tensor, features:
 
 @torch.no_grad()
 def compute_metrics(
-    evaluator: Evaluator, evaluator_text: TextEncoder, data: EvaluationSet, *, seed: int, progress: bool = True,
+    evaluator: DualEncoder, evaluator_text: TextEncoder, data: EvaluationSet, *, seed: int, progress: bool = True,
     distribution_features: torch.nn.Module | None = None,
 ) -> dict:
     """Every figure for the generated images and its real floor; FID/KID use `distribution_features`
@@ -238,10 +239,14 @@ def evaluate(
         report["shapes_judge"] = shapes_figures(data)
     if has_styles(columns, evaluator):
         report["styles"] = style_figures(evaluator, evaluator_text, pipe, data_dir, columns=columns, real=real, fake=fake, seed=seed)
+    prompt = captions[int(caption_ids[0])]
+    explanation = explain_page(pipe, prompt, seeds=4, seed=seed) if backend == "torch" else None
+    if explanation is not None:
+        report["explanation"] = {"prompt": prompt, "seeds": 4, "words": {a.words: round(a.score, 4) for a in explanation[1]}}
     report["seconds"] = round(time.perf_counter() - started, 1)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_report(output_dir / "report.html", report, data, model_dir)
+    write_report(output_dir / "report.html", report, data, model_dir, explanation=explanation and explanation[0])
     return report
 
 

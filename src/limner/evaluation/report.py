@@ -103,7 +103,7 @@ def training_curves(model_dir: Path) -> str:
         return "<p>matplotlib or tensorboard is not installed: no training curves.</p>"
     events = EventAccumulator(str(logs), size_guidance={"scalars": 0})
     events.Reload()
-    tags = [t for t in events.Tags().get("scalars", []) if t.startswith("train/") and not t.endswith("images_per_second")]
+    tags = [t for t in events.Tags().get("scalars", []) if t.startswith("train/") and not t.endswith("_per_second")]
     if not tags:
         return "<p>The training logs hold no loss curves.</p>"
     figure, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.6), squeeze=False)
@@ -166,7 +166,18 @@ def _cell(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_report(path: Path, report: dict, data, model_dir: Path) -> None:
+def explanation_section(report: dict, page: Image.Image) -> str:
+    """The first test caption explained (limner.evaluation.explain): each word's effect and where."""
+    info = report["explanation"]
+    rows = "".join(f"<tr><td>{html.escape(word)}</td><td>{score:.4f}</td></tr>"
+                   for word, score in sorted(info["words"].items(), key=lambda item: -item[1]))
+    return (f"<h2>Why it drew this</h2><p>\"{html.escape(info['prompt'])}\", {info['seeds']} seeds: each word dropped in turn and "
+            "the prompt drawn again from the same noises. The score is the mean change of the picture (0 to 1); the heat map "
+            "(first column) shows where it changes. Then a walk through the noise. <code>limner explain</code> draws this for any prompt.</p>"
+            f"<table><tr><th>word</th><th>change without it</th></tr>{rows}</table>" + _img(page, "word attribution"))
+
+
+def write_report(path: Path, report: dict, data, model_dir: Path, *, explanation: Image.Image | None = None) -> None:
     network = report["feature_network"]
     sections = [
         f"<h1>limner evaluation</h1><p class='meta'>model <code>{html.escape(report['model'])}</code><br>"
@@ -193,5 +204,7 @@ def write_report(path: Path, report: dict, data, model_dir: Path) -> None:
         sections += ["<h2>Shapes judge</h2>", confusion_tables(report["shapes_judge"])]
     if "styles" in report:
         sections += ["<h2>Styles</h2>", style_table(report["styles"])]
+    if explanation is not None and "explanation" in report:
+        sections.append(explanation_section(report, explanation))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>limner evaluation</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
     path.write_text(page)

@@ -13,7 +13,7 @@ import torch
 
 from limner.data import ImageFolder
 from limner.metrics.alignment import diversity, r_precision
-from limner.models.evaluator import Evaluator
+from limner.models.dual_encoder import DualEncoder
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
 from limner.utils.images import from_uint8
@@ -21,21 +21,21 @@ from limner.utils.images import from_uint8
 UNSEEN_COMBINATION = "unseen_combination"
 
 
-def has_styles(columns: list[dict], evaluator: Evaluator) -> bool:
+def has_styles(columns: list[dict], evaluator: DualEncoder) -> bool:
     return bool(evaluator.config.styles) and bool(columns) and all("style" in c and "concept" in c for c in columns)
 
 
-def _read_styles(evaluator: Evaluator, features: torch.Tensor) -> torch.Tensor:
+def _read_styles(evaluator: DualEncoder, features: torch.Tensor) -> torch.Tensor:
     return evaluator.style_logits(features).argmax(1)
 
 
-def _style_labels(evaluator: Evaluator, columns: list[dict]) -> torch.Tensor:
+def _style_labels(evaluator: DualEncoder, columns: list[dict]) -> torch.Tensor:
     index = {style: i for i, style in enumerate(evaluator.config.styles)}
     return torch.tensor([index.get(c["style"], -1) for c in columns])
 
 
 @torch.no_grad()
-def style_figures(evaluator: Evaluator, evaluator_text: TextEncoder, pipe: TextToImagePipeline, data_dir, *,
+def style_figures(evaluator: DualEncoder, evaluator_text: TextEncoder, pipe: TextToImagePipeline, data_dir, *,
                   columns: list[dict], real: torch.Tensor, fake: torch.Tensor, seed: int,
                   style_free_prompts: int = 50, samples: int = 12) -> dict:
     """columns: the metadata of each real test image; fake[i] was drawn from real[i]'s styled caption."""
@@ -69,7 +69,7 @@ def _all_concepts(data_dir, columns: list[dict]) -> list[str]:
 
 
 @torch.no_grad()
-def style_free_figures(evaluator: Evaluator, pipe: TextToImagePipeline, data_dir, concepts: list[str], *,
+def style_free_figures(evaluator: DualEncoder, pipe: TextToImagePipeline, data_dir, concepts: list[str], *,
                        prompts: int, samples: int, seed: int) -> dict:
     """For up to `prompts` concept names asked without a style, `samples` images each: the mean
     number of distinct styles the style head reads, and per-prompt diversity; for real images,

@@ -14,7 +14,7 @@ from limner.models.modeling import PretrainedModel
 
 @dataclass
 class SafetyHeadConfig:
-    feature_dim: int = 128   # the evaluator's pooled features (Evaluator.num_features)
+    feature_dim: int = 128   # the evaluator's pooled features (DualEncoder.num_features)
     hidden: int = 64         # 0: a linear classifier
     threshold: float = 0.5   # an image whose unwanted-probability reaches this is flagged
     # sha256 of the evaluator's weights the head was trained on: any other feature network is refused

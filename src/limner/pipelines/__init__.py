@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 
 from limner.errors import ModelLoadError
-from limner.pipelines.alignment import AlignmentPipeline
+from limner.pipelines.dual_encoder import DualEncoderPipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.pipelines.round_trip import round_trip
 from limner.pipelines.safety_checker import SafetyChecker
 from limner.pipelines.text_to_image import GenerationRequest, TextToImageOutput, TextToImagePipeline
 
-PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline, AlignmentPipeline)}
+PIPELINES = {cls.__name__: cls for cls in (TextToImagePipeline, ImageToTextPipeline, DualEncoderPipeline)}
+PIPELINES["AlignmentPipeline"] = DualEncoderPipeline  # an aligner saved by an earlier release
 
 
-def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImagePipeline | ImageToTextPipeline:
+def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImagePipeline | ImageToTextPipeline | DualEncoderPipeline:
     """Whichever pipeline a saved model folder holds, by its model_index.json; `backend` picks
     how a text-to-image generator runs (captioners run in PyTorch)."""
     index_path = Path(folder) / "model_index.json"
@@ -32,5 +33,5 @@ def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImageP
     return PIPELINES[name].from_pretrained(folder)
 
 
-__all__ = ["AlignmentPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "SafetyChecker", "TextToImageOutput",
+__all__ = ["DualEncoderPipeline", "GenerationRequest", "ImageToTextPipeline", "TextToImagePipeline", "SafetyChecker", "TextToImageOutput",
            "load_pipeline", "round_trip"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from limner.errors import ModelLoadError
-from limner.models.evaluator import Evaluator
+from limner.models.dual_encoder import DualEncoder
 from limner.models.safety_checker import SafetyHead
 from limner.utils.files import file_sha256
 
@@ -21,7 +21,7 @@ WEIGHTS = "model.safetensors"
 class SafetyChecker:
     """flags = checker(images): True where an image (B, 3, H, W) in [-1, 1] looks unwanted."""
 
-    def __init__(self, evaluator: Evaluator, head: SafetyHead, info: dict | None = None) -> None:
+    def __init__(self, evaluator: DualEncoder, head: SafetyHead, info: dict | None = None) -> None:
         self.evaluator, self.head = evaluator.eval(), head.eval()
         self.info = info or {}
 
@@ -46,7 +46,7 @@ class SafetyChecker:
         folder = Path(folder)
         if not (folder / INDEX_NAME).is_file():
             raise ModelLoadError(f"{folder}: no {INDEX_NAME}; train one with `limner train --model safety-checker`")
-        evaluator, head = Evaluator.from_pretrained(folder / "evaluator"), SafetyHead.from_pretrained(folder / "head")
+        evaluator, head = DualEncoder.from_pretrained(folder / "evaluator"), SafetyHead.from_pretrained(folder / "head")
         check_same_features(head, folder / "evaluator" / WEIGHTS)
         try:
             info = json.loads((folder / INDEX_NAME).read_text())

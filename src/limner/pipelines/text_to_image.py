@@ -138,6 +138,14 @@ class TextToImagePipeline:
         ])
         return list(self._run_generator(noise, sentence).split([r.num_images for r in requests]))
 
+    @torch.no_grad()
+    def generate_from(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """The generator over given noise (N, Z) and sentence embeddings (N, D) -> (N, 3, H, W) in [-1, 1]:
+        for interpolations between captions and walks through the noise (limner.evaluation.explain)."""
+        if noise.ndim != 2 or sentence.ndim != 2 or noise.shape[0] != sentence.shape[0]:
+            raise ConfigError(f"noise (N, Z) and sentence (N, D) must pair up, got {tuple(noise.shape)} and {tuple(sentence.shape)}")
+        return self._run_generator(noise, sentence)
+
     def _run_generator(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """The generator over (N, Z) noise and (N, D) sentences, at most max_batch_size at a time."""
         return torch.cat([

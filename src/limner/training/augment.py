@@ -16,18 +16,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from limner.errors import ConfigError
+from limner.config import parse_name_list
 
 POLICIES = ("translation", "cutout", "color")
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
     """'translation,cutout' -> ('translation', 'cutout'); '' -> (); unknown names refused."""
-    names = tuple(name.strip() for name in policy.split(",") if name.strip())
-    unknown = [name for name in names if name not in POLICIES]
-    if unknown:
-        raise ConfigError(f"unknown augmentation {unknown}; choose from {list(POLICIES)} (comma-separated), or '' for none")
-    return names
+    return parse_name_list(policy, POLICIES, "augmentation")
 
 
 def diff_augment(images: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None, *,

@@ -45,7 +45,7 @@ def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = 
     if shard_paths(data_dir, "train"):
         if not streaming:
             raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
-        if config.evaluation_steps:
+        if getattr(config, "evaluation_steps", 0):  # the GAN's evaluation during training
             raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
         reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
         captions = reader.captions()
@@ -230,11 +230,13 @@ def _mismatched(own: torch.Tensor, captions: int, rng: torch.Generator) -> torch
 def model_training_captions(model_dir: str | Path, *, limit: int, hint: str = "") -> list[str]:
     """Up to `limit` captions (a seeded sample) of the training split a saved model was trained on,
     found through its training_config.json; DataError (ending with `hint`) when it has none."""
-    from limner.config import load_config_json
+    from limner.config import read_config_file
 
     config_path = Path(model_dir) / "training_config.json"
     if not config_path.is_file():
         raise DataError(f"{model_dir}: no training_config.json to find the training captions{hint}")
-    captions = ImageFolder(resolve_data_dir(load_config_json(TrainConfig, config_path)), "train").captions
+    values = read_config_file(config_path)  # only the data is read: any release's config serves
+    data = TrainConfig(**{key: values[key] for key in ("train_data_dir", "resolution") if key in values})
+    captions = ImageFolder(resolve_data_dir(data), "train").captions
     return random.Random(0).sample(captions, min(limit, len(captions)))
 

@@ -4,47 +4,44 @@ text_embedding(sentence) (unit vectors in one space) and temperature()."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from limner.metrics.alignment import recall_at_k
 from limner.text import CachedTextEncoder, TextEncoder
-from limner.training.config import TrainConfig
+from limner.training.config import QuickTrainConfig
 from limner.training.data import CaptionedImages, load_test_split
+from limner.training.loop import LoopResult, StepLoop
 from limner.training.losses import contrastive_loss
 
 
-def fit(model, data: CaptionedImages, config: TrainConfig, *, learning_rate: float, name: str, progress: bool = True,
-        step_fn=None) -> tuple[int, float, float]:
+def fit(model, data: CaptionedImages, config: QuickTrainConfig, *, learning_rate: float, name: str, progress: bool = True,
+        step_fn=None) -> LoopResult:
     """Train `model` with `step_fn` (contrastive_step unless given; same signature) and AdamW until
-    the step or time budget is spent; returns (steps, seconds, last loss). The model is left in eval mode."""
+    the step or time budget is spent (or SIGTERM). The model is left in eval mode."""
     step_fn = step_fn or contrastive_step
     rng = torch.Generator().manual_seed(config.seed)
+    augment = config.image_augmenter(torch.Generator().manual_seed(config.seed + 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
-    started, step, loss_value = time.perf_counter(), 0, float("nan")
-    bar = tqdm(total=config.max_train_steps, desc=f"training {name}", disable=not progress, dynamic_ncols=True)
+    loop = StepLoop(max_steps=config.max_train_steps, max_minutes=config.max_train_minutes, name=f"training {name}",
+                    progress=progress, logging_steps=config.logging_steps)
+
+    def step() -> dict[str, float]:
+        loss = step_fn(model, optimizer, data, config.train_batch_size, rng, augment=augment)
+        return {"loss": loss, "temperature": model.temperature().item()}
+
     model.train()
-    try:
-        while step < config.max_train_steps and time.perf_counter() - started < budget:
-            loss_value = step_fn(model, optimizer, data, config.train_batch_size, rng)
-            step += 1
-            bar.update(1)
-            if step % config.logging_steps == 0:
-                bar.set_postfix(loss=f"{loss_value:.3f}", temperature=f"{model.temperature().item():.3f}")
-    finally:
-        bar.close()
+    ran = loop.run(step)
     model.eval()
-    return step, time.perf_counter() - started, loss_value
+    return ran
 
 
-def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedImages, batch_size: int, rng: torch.Generator) -> float:
-    """One step of symmetric InfoNCE with the model's learnt temperature; returns the loss."""
+def contrastive_step(model, optimizer: torch.optim.Optimizer, data: CaptionedImages, batch_size: int, rng: torch.Generator, *,
+                     augment=lambda images: images) -> float:
+    """One step of symmetric InfoNCE with the model's learnt temperature on `augment`ed real images; returns the loss."""
     images, sentence, _ = data.sample(batch_size, rng)
-    loss = pair_loss(model, model.image_embedding(images), sentence)
+    loss = pair_loss(model, model.image_embedding(augment(images)), sentence)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -1,8 +1,8 @@
 """Train the evaluator (an image-text dual encoder) on real images and captions only.
 
-`limner train --model evaluator` writes the folder `limner.pipelines.evaluator` loads:
-`evaluator/` (config.json + model.safetensors), `text_encoder/config.json` and
-`evaluator_index.json` (seed, steps, data, the final loss, recall@1 and style accuracy
+`limner train --model evaluator` writes the folder `limner.pipelines.dual_encoder` loads:
+`dual_encoder/` (config.json + model.safetensors), `text_encoder/config.json` and
+`model_index.json` (role evaluator, (seed, steps, data, the final loss, recall@1 and style accuracy
 on the test split's real images).
 """
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from limner.config import save_config_json
 from limner.errors import DataError
-from limner.models.evaluator import Evaluator
-from limner.pipelines.evaluator import save_evaluator
-from limner.training.config import TrainConfig
+from limner.models.dual_encoder import DualEncoder
+from limner.pipelines.dual_encoder import save_evaluator
+from limner.training.config import EvaluatorTrainConfig
 from limner.training.data import load_test_split, load_training_data, resolve_data_dir
 from limner.training.dual_encoder import fit, pair_loss, retrieval_scores
 from limner.utils.images import from_uint8
@@ -34,18 +35,18 @@ class EvaluatorResult:
     test_recall_at_1: float | None
 
 
-def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorResult:
+def train_evaluator(config: EvaluatorTrainConfig, *, progress: bool = True) -> EvaluatorResult:
     torch.manual_seed(config.seed)
     data_dir = resolve_data_dir(config)
     text_encoder, data, _ = load_training_data(config, data_dir, progress=progress, streaming=False)
     styles = column_values(data.columns, "style")
-    evaluator = Evaluator(config.evaluator_config(text_encoder.dim, styles=styles))
+    evaluator = DualEncoder(config.evaluator_config(text_encoder.dim, styles=styles))
     evaluator.text_norm.fit(data.sentence_table)
     labels = style_ids(data.columns, styles) if styles else None
     weight = evaluator.config.style_weight
     step_fn = styled_contrastive_step(labels, weight) if styles and weight > 0 else None
-    step, train_seconds, loss_value = fit(evaluator, data, config, learning_rate=config.evaluator_learning_rate, name="evaluator",
-                                          progress=progress, step_fn=step_fn)
+    ran = fit(evaluator, data, config, learning_rate=config.evaluator_learning_rate, name="evaluator", progress=progress, step_fn=step_fn)
+    step, train_seconds, loss_value = ran.steps, ran.seconds, ran.last_losses.get("loss", float("nan"))
     style_accuracy = None
     if styles:  # jointly trained or not, the head ends as a converged linear probe on the final features
         fit_style_head(evaluator, from_uint8(data.images), labels, seed=config.seed)
@@ -56,7 +57,9 @@ def train_evaluator(config: TrainConfig, *, progress: bool = True) -> EvaluatorR
     save_evaluator(out, evaluator, text_encoder, {
         "seed": config.seed, "steps": step, "train_data_dir": str(data_dir), "resolution": config.resolution,
         "final_loss": loss_value, "test_recall_at_1": recall, "test_style_accuracy": style_accuracy,
+        "interrupted": ran.interrupted,
     })
+    save_config_json(config, out / "training_config.json")
     return EvaluatorResult(out, step, train_seconds, loss_value, recall)
 
 
@@ -78,9 +81,10 @@ def styled_contrastive_step(labels: torch.Tensor, weight: float):
     """A training step for an evaluator with a style head: InfoNCE plus `weight` x the style
     cross-entropy on the same real images (labels: the style id of every training image)."""
 
-    def step(evaluator: Evaluator, optimizer: torch.optim.Optimizer, data, batch_size: int, rng: torch.Generator) -> float:
+    def step(evaluator: DualEncoder, optimizer: torch.optim.Optimizer, data, batch_size: int, rng: torch.Generator, *,
+             augment=lambda images: images) -> float:
         index, own = data.draw(batch_size, rng)
-        features = evaluator(from_uint8(data.images[index]))
+        features = evaluator(augment(from_uint8(data.images[index])))
         style = torch.nn.functional.cross_entropy(evaluator.style_logits(features), labels[index])
         loss = pair_loss(evaluator, evaluator.embed_features(features), data.sentence_table[own]) + weight * style
         optimizer.zero_grad(set_to_none=True)
@@ -91,7 +95,7 @@ def styled_contrastive_step(labels: torch.Tensor, weight: float):
     return step
 
 
-def fit_style_head(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 500, seed: int = 0) -> float:
+def fit_style_head(evaluator: DualEncoder, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 500, seed: int = 0) -> float:
     """Fit the style head as a linear probe on the frozen evaluator's features of real images
     (full batch, Adam, weight decay); returns its training accuracy."""
     features = evaluator.pooled_features(images)
@@ -112,7 +116,7 @@ def fit_style_head(evaluator: Evaluator, images: torch.Tensor, labels: torch.Ten
 
 
 @torch.no_grad()
-def test_style_accuracy(evaluator: Evaluator, data_dir: Path, resolution: int) -> float | None:
+def test_style_accuracy(evaluator: DualEncoder, data_dir: Path, resolution: int) -> float | None:
     """The style head's accuracy on the test split's real images (None without a test split)."""
     split = load_test_split(data_dir, resolution)
     if split is None:

@@ -17,7 +17,7 @@ from limner.config import config_from_dict
 from limner.data.imagefolder import load_image_array
 from limner.errors import ConfigError, DataError
 from limner.models.safety_checker import SafetyHead, SafetyHeadConfig
-from limner.pipelines.evaluator import load_evaluator
+from limner.pipelines.dual_encoder import load_evaluator
 from limner.pipelines.safety_checker import SafetyChecker
 from limner.utils.images import from_uint8
 

@@ -10,16 +10,11 @@ import copy
 import json
 import logging
 import math
-import signal
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from limner.config import save_config_json
 from limner.data import ImageFolder
@@ -32,11 +27,13 @@ from limner.text import TextEncoder
 from limner.text.prompts import vocabulary_of
 from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from limner.training.augment import diff_augment, parse_policy
-from limner.training.config import AUTO, TrainConfig
+from limner.training.config import AUTO
+from limner.training.gan_config import GANTrainConfig
 from limner.training.data import (
     CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
 )
 from limner.training.distributed import DistributedContext
+from limner.training.loop import NullWriter, StepLoop, tensorboard_writer
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step, other_codes
 from limner.utils.images import make_grid, save_png
 
@@ -55,7 +52,7 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
+    def __init__(self, config: GANTrainConfig, *, progress: bool = True) -> None:
         self.config = config
         self.progress = progress
         self.output_dir = Path(config.output_dir)
@@ -113,16 +110,16 @@ class Trainer:
         config = self.config
         if not (config.alignment_weight > 0 or config.cycle_weight > 0):
             return None, None
-        from limner.pipelines.alignment import AlignmentPipeline
+        from limner.pipelines.dual_encoder import DualEncoderPipeline
         from limner.pipelines.image_to_text import ImageToTextPipeline
 
         guides, tokens = Guides(alignment_weight=config.alignment_weight, cycle_weight=config.cycle_weight), None
         if config.alignment_weight > 0:
-            aligner = AlignmentPipeline.from_pretrained(config.aligner_dir)
+            aligner = DualEncoderPipeline.from_pretrained(config.aligner_dir, role="aligner")
             if aligner.text_encoder.config() != self.text_encoder.config():
                 raise ConfigError(f"{config.aligner_dir}: the aligner reads captions with {aligner.text_encoder.config()}, the generator with "
                                   f"{self.text_encoder.config()}; train the aligner with the generator's text encoder settings")
-            guides.aligner = aligner.aligner.to(self.dist.device).eval().requires_grad_(False)
+            guides.aligner = aligner.model.to(self.dist.device).eval().requires_grad_(False)
         if config.cycle_weight > 0:
             captioner = ImageToTextPipeline.from_pretrained(config.captioner_dir)
             tokens = captioner.vocabulary.encode(self.data.captions, captioner.captioner.config.max_length)
@@ -178,23 +175,15 @@ class Trainer:
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config_json(config, self.output_dir / "training_config.json")
-        writer = _tensorboard_writer(self.output_dir / "logs") if main else _NullWriter()
-        start_step, started = self.step, time.perf_counter()
-        budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
-        losses: dict[str, float] = {}
-        bar = tqdm(total=config.max_train_steps, initial=self.step, desc="training", disable=not (self.progress and main), dynamic_ncols=True)
-        if config.max_train_minutes:
-            bar.set_description(f"training (max {config.max_train_minutes:g} min)")
-        interrupted = False
-        with _sigterm_as_interrupt():
-            try:
-                losses = self._loop(writer, bar, started, budget, start_step)
-            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _sigterm_as_interrupt)
-                interrupted = True
-                log.warning("interrupted at step %d: saving a checkpoint before stopping", self.step)
-            finally:
-                bar.close()
-        train_seconds = time.perf_counter() - started
+        writer = tensorboard_writer(self.output_dir / "logs") if main else NullWriter()
+        start_step = self.step
+        loop = StepLoop(max_steps=config.max_train_steps, max_minutes=config.max_train_minutes, name="training",
+                        progress=self.progress and main, logging_steps=config.logging_steps, start_step=start_step,
+                        shown=("d_loss", "g_loss", "gp"), writer=writer, stop_everywhere=self.dist.any)
+        ran = loop.run(self._train_one_step, after_step=lambda step: self._after_step(step, writer))
+        self.step = ran.steps
+        if ran.interrupted:
+            log.warning("interrupted at step %d: saving a checkpoint before stopping", self.step)
         scores = None
         if main:
             self._checkpoint()
@@ -206,35 +195,25 @@ class Trainer:
         return TrainResult(
             output_dir=self.output_dir,
             steps=self.step,
-            train_seconds=train_seconds,
-            images_per_second=(self.step - start_step) * config.train_batch_size / max(train_seconds, 1e-9),
-            last_losses=losses,
+            train_seconds=ran.seconds,
+            images_per_second=ran.steps_per_second(start_step) * config.train_batch_size,
+            last_losses=ran.last_losses,
             scores=scores,
-            interrupted=interrupted,
+            interrupted=ran.interrupted,
         )
 
-    def _loop(self, writer, bar, started: float, budget: float, start_step: int) -> dict[str, float]:
-        """Steps until the step or time budget is spent, with logging, validation and checkpoints."""
-        config, losses = self.config, {}
-        main = self.dist.is_main
-        while self.step < config.max_train_steps and not self.dist.any(time.perf_counter() - started >= budget):
-            losses = self._train_one_step()
-            self.step += 1
-            elapsed = time.perf_counter() - started
-            images_per_second = (self.step - start_step) * config.train_batch_size / max(elapsed, 1e-9)
-            bar.update(1)
-            if self.step % config.logging_steps == 0:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("d_loss", "g_loss", "gp")} | {"img/s": f"{images_per_second:.0f}"})
-                for name, value in losses.items():
-                    writer.add_scalar(f"train/{name}", value, self.step)
-                writer.add_scalar("train/images_per_second", images_per_second, self.step)
-            if main and self.step % config.validation_steps == 0:
-                self._validate(writer)
-            if main and config.evaluation_steps and self.step % config.evaluation_steps == 0:
-                self._evaluate(writer)
-            if main and self.step % config.checkpointing_steps == 0:
-                self._checkpoint()
-        return losses
+    def _after_step(self, step: int, writer) -> None:
+        """Validation grids, evaluation and checkpoints on their cadences (the main process only)."""
+        self.step = step
+        config = self.config
+        if not self.dist.is_main:
+            return
+        if step % config.validation_steps == 0:
+            self._validate(writer)
+        if config.evaluation_steps and step % config.evaluation_steps == 0:
+            self._evaluate(writer)
+        if step % config.checkpointing_steps == 0:
+            self._checkpoint()
 
     def _train_one_step(self) -> dict[str, float]:
         """Every process draws the whole global batch from the shared sampler and keeps its slice
@@ -275,6 +254,7 @@ class Trainer:
         if policy:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
             batch.augment = lambda images: diff_augment(images, policy, torch.Generator().manual_seed(seed))
+        self._set_learning_rates()
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -288,6 +268,14 @@ class Trainer:
                 diversity_weight=config.diversity_weight, diversity_target=self.diversity_target,
                 latent_kl_weight=config.latent_kl_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
+
+    def _set_learning_rates(self) -> None:
+        config = self.config
+        factor = decayed_factor(self.step, config.learning_rate_decay, config.learning_rate_floor)
+        for optimizer, base in ((self.optimizers.generator, config.learning_rate),
+                                (self.optimizers.discriminator, config.discriminator_learning_rate)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
 
     def _validate(self, writer, *, final: bool = False) -> None:
         n = self.config.validation_images_per_prompt
@@ -327,6 +315,15 @@ class Trainer:
         prune_checkpoints(self.checkpoint_root, self.config.checkpoints_total_limit)
 
 
+def decayed_factor(step: int, decay: tuple[int, ...], floor: float) -> float:
+    """1 before decay[0], falling linearly to `floor` at decay[1] and after; 1 throughout without a decay."""
+    if not decay:
+        return 1.0
+    start, end = decay
+    progress = min(1.0, max(0.0, (step - start) / (end - start)))
+    return 1.0 - (1.0 - floor) * progress
+
+
 def held_out_scores(pipe: TextToImagePipeline, data_dir: Path, output_dir: Path, *, steps: int, seed: int) -> dict | None:
     """For the shapes dataset: the judge's accuracy on held-out compositions, also written to scores.json."""
     info_path = data_dir / "dataset_info.json"
@@ -339,37 +336,5 @@ def held_out_scores(pipe: TextToImagePipeline, data_dir: Path, output_dir: Path,
     return scores
 
 
-def _tensorboard_writer(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional at run time: log nowhere
-        return _NullWriter()
-    return SummaryWriter(str(folder))
-
-
-class _NullWriter:
-    def add_scalar(self, *args, **kwargs) -> None: ...
-    def add_image(self, *args, **kwargs) -> None: ...
-    def close(self) -> None: ...
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """While training, SIGTERM (a scheduler, `kill`, a container stop) acts like Ctrl-C:
-    the run saves a checkpoint and its model, then exits cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+def train(config: GANTrainConfig, *, progress: bool = True) -> TrainResult:
     return Trainer(config, progress=progress).train()

@@ -8,20 +8,20 @@ from the prior) and `vae_scores.json` (PSNR and SSIM of the test split's reconst
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from limner.config import save_config_json
 from limner.metrics.images import PairedImageMetrics
 from limner.models.vae import ConditionalVAE
 from limner.pipelines import TextToImagePipeline
 from limner.text import CachedTextEncoder, TextEncoder
 from limner.text.prompts import vocabulary_of
-from limner.training.config import TrainConfig
+from limner.training.config import VAETrainConfig
 from limner.training.data import load_test_split, load_training_data, resolve_data_dir
+from limner.training.loop import StepLoop
 from limner.training.losses import elbo_loss, gaussian_kl
 from limner.training.trainer import held_out_scores
 from limner.utils.images import make_grid, save_png
@@ -53,7 +53,7 @@ def vae_step(vae: ConditionalVAE, optimizer: torch.optim.Optimizer, images: torc
     return {"loss": total.item(), "reconstruction": reconstruction.item(), "kl": kl_term.item(), "beta": beta}
 
 
-def train_vae(config: TrainConfig, *, progress: bool = True) -> VAEResult:
+def train_vae(config: VAETrainConfig, *, progress: bool = True) -> VAEResult:
     torch.manual_seed(config.seed)
     rng = torch.Generator().manual_seed(config.seed)
     data_dir = resolve_data_dir(config)
@@ -61,33 +61,30 @@ def train_vae(config: TrainConfig, *, progress: bool = True) -> VAEResult:
     vae = ConditionalVAE(config.vae_config(text_encoder.dim, data.sentence_table))
     vae.text_norm.fit(data.sentence_table)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_learning_rate)
-    budget = config.max_train_minutes * 60 if config.max_train_minutes else float("inf")
-    started, step, losses = time.perf_counter(), 0, {}
-    bar = tqdm(total=config.max_train_steps, desc="training vae", disable=not progress, dynamic_ncols=True)
+    loop = StepLoop(max_steps=config.max_train_steps, max_minutes=config.max_train_minutes, name="training vae",
+                    progress=progress, logging_steps=config.logging_steps)
+
+    def step() -> dict[str, float]:
+        images, sentence, _ = data.sample(config.train_batch_size, rng)
+        beta = min(1.0, loop.step / config.kl_warmup_steps) if config.kl_warmup_steps else 1.0
+        return vae_step(vae, optimizer, images, sentence, beta=beta, free_bits=config.free_bits, sigma=config.reconstruction_sigma)
+
     vae.train()
-    try:
-        while step < config.max_train_steps and time.perf_counter() - started < budget:
-            images, sentence, _ = data.sample(config.train_batch_size, rng)
-            beta = min(1.0, step / config.kl_warmup_steps) if config.kl_warmup_steps else 1.0
-            losses = vae_step(vae, optimizer, images, sentence, beta=beta, free_bits=config.free_bits, sigma=config.reconstruction_sigma)
-            step += 1
-            bar.update(1)
-            if step % config.logging_steps == 0:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-    finally:
-        bar.close()
-    train_seconds = time.perf_counter() - started
+    ran = loop.run(step)
+    step, train_seconds, losses = ran.steps, ran.seconds, ran.last_losses
     vae.eval()
     out = Path(config.output_dir)
     pipe = TextToImagePipeline(vae, text_encoder, truncation=config.truncation, training_words=vocabulary_of(data.captions))
     pipe.save_pretrained(out)
+    save_config_json(config, out / "training_config.json")
     prompts = list(config.validation_prompts) or data.captions[:6]
     grid = make_grid(pipe(prompts, num_images_per_prompt=6, seed=config.seed), 6, row_labels=prompts, scale=max(1, 96 // config.resolution))
     save_png(grid, out / "samples.png", {"prompts": json.dumps(prompts), "seed": config.seed, "step": step})
     held_out = held_out_scores(pipe, data_dir, out, steps=step, seed=config.seed)
     reconstruction = reconstruction_scores(vae, text_encoder, data_dir, config.resolution)
     report = {"steps": step, "train_seconds": round(train_seconds, 1), "last_losses": losses, "test_reconstruction": reconstruction,
-              "held_out_judge": held_out, "train_data_dir": str(data_dir)}
+              "held_out_judge": held_out, "train_data_dir": str(data_dir),
+              "interrupted": ran.interrupted}
     (out / SCORES_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return VAEResult(out, step, train_seconds, losses, held_out, reconstruction)
 

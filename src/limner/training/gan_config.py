@@ -1,0 +1,149 @@
+"""The GAN's training configuration: its two networks, optimisation, loss terms, checkpoints,
+validation and evaluation during training, over what every text-to-image kind shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from limner.config import merge_config
+from limner.errors import ConfigError
+from limner.models import DiscriminatorConfig, GeneratorConfig
+from limner.training.augment import parse_policy
+from limner.training.config import AUTO, GeneratorTrainConfig
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class GANTrainConfig(GeneratorTrainConfig):
+    kind: ClassVar[str | None] = "gan"
+    model: str = "gan"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    # optimisation (DF-GAN: two time-scale Adam with beta1 = 0)
+    learning_rate: float = 1e-4           # generator
+    discriminator_learning_rate: float = 4e-4
+    # both learning rates fall linearly from step learning_rate_decay[0] to step learning_rate_decay[1],
+    # to learning_rate_floor times their value, and stay there (empty: constant). In steps, not minutes,
+    # so that runs on machines of different speeds and resumed runs follow the same schedule
+    learning_rate_decay: tuple[int, ...] = ()
+    learning_rate_floor: float = 0.1
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.9
+    gp_weight: float = 2.0
+    gp_power: float = 6.0
+    ema_decay: float = 0.999
+    contrastive_weight: float = 0.0       # image-text InfoNCE on the discriminator's head (needs contrastive_dim)
+    contrastive_temperature: float = 0.1
+    image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
+    reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
+    reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
+    # K >= 2: K samples per caption, only the nearest is pulled (best-of-many). Beyond 2 the first
+    # sample stays the plain draw the discriminator judges, and the nearest of K - 1 further draws is
+    # found without gradients, then drawn again with them (IMLE's search): each real look of a caption
+    # then has a sample near it, so the noise has to cover all of them, not their mean
+    reconstruction_best_of: int = 1
+    # > 0: a training-only encoder reads each real image whose caption several images share and
+    # proposes this many of the generator's noise entries for it; that sample is the one pulled
+    # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
+    latent_encoder_dims: int = 0
+    latent_kl_weight: float = 0.01        # keeps the proposed noises distributed as the prior
+    condition_noise: float = 0.0          # noise on the generator's caption embedding, in units of the captions' spread
+    # the generator's noise must matter: each step draws the first half of the batch's captions a
+    # second time from other noise and asks each pair to differ (see losses.diversity_loss)
+    diversity_weight: float = 0.0
+    # how much (mean absolute pixel difference per unit of noise difference); "auto": what real
+    # images sharing a caption show in the training data (estimate_diversity_target)
+    diversity_target: float | str = "auto"
+    # DiffAugment of real and generated images before the discriminator: comma-separated
+    # "translation", "cutout", "color" ("" for none); colour only where colour is no attribute
+    augment: str = ""
+    # bidirectional terms (frozen models trained first, on the same data and text encoder)
+    alignment_weight: float = 0.0         # a frozen aligner's 1 - cosine of each generated image with its caption
+    aligner_dir: str | None = None        # from `limner train --model aligner`
+    cycle_weight: float = 0.0             # a frozen captioner's cross-entropy for the true caption of each generated image
+    captioner_dir: str | None = None      # from `limner train --model captioner`
+    # where: "auto" is the GPU when PyTorch sees one (bf16 autocast there), else the CPU; under
+    # torchrun each process takes its LOCAL_RANK's GPU (see limner.training.distributed)
+    device: str = "auto"
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int = 2
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    validation_steps: int = 500
+    # evaluation during training (needs a trained evaluator, see `limner train --model evaluator`)
+    evaluation_steps: int = 0             # every N steps: KID, FID and R-precision on a fixed test subset (0: off)
+    evaluator_dir: str | None = None
+    evaluation_images: int = 256
+    best_metric: str = "kid_mean"         # the best model by this metric is kept in {output_dir}/best
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_schedule()
+        self._check_terms()
+        self._check_reconstruction()
+
+    def _check_schedule(self) -> None:
+        """Cadences, the learning-rate schedule and where it runs."""
+        for name in ("checkpointing_steps", "validation_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.evaluation_steps < 0:
+            raise ConfigError(f"evaluation_steps must be 0 (off) or positive, got {self.evaluation_steps}")
+        if self.evaluation_steps > 0 and not self.evaluator_dir:
+            raise ConfigError("evaluation_steps needs evaluator_dir: train one with `limner train --model evaluator`")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        decay = self.learning_rate_decay
+        if decay and (len(decay) != 2 or not 0 <= decay[0] < decay[1]):
+            raise ConfigError(f"learning_rate_decay must be empty (constant) or [start step, end step] with start < end, got {list(decay)}")
+        if not 0 <= self.learning_rate_floor <= 1:
+            raise ConfigError(f"learning_rate_floor must be between 0 and 1, got {self.learning_rate_floor}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def _check_terms(self) -> None:
+        """The loss terms and what each needs."""
+        if self.contrastive_weight > 0 and self.discriminator.contrastive_dim <= 0:
+            raise ConfigError("contrastive_weight > 0 needs a discriminator contrastive head: set discriminator.contrastive_dim, e.g. 128")
+        if self.image_contrastive_weight > 0 and self.contrastive_weight <= 0:
+            raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
+        if self.contrastive_temperature <= 0:
+            raise ConfigError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
+        for weight, folder in (("alignment_weight", "aligner_dir"), ("cycle_weight", "captioner_dir")):
+            if getattr(self, weight) < 0:
+                raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")
+            if getattr(self, weight) > 0 and not getattr(self, folder):
+                raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
+        if self.condition_noise < 0:
+            raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
+        if self.diversity_weight < 0:
+            raise ConfigError(f"diversity_weight must be 0 (off) or positive, got {self.diversity_weight}")
+        if self.diversity_target != AUTO and (isinstance(self.diversity_target, str) or self.diversity_target <= 0):
+            raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
+        parse_policy(self.augment)
+
+    def _check_reconstruction(self) -> None:
+        """The reconstruction term and the ways of choosing which sample it pulls."""
+        if self.reconstruction_weight < 0 or self.reconstruction_pool < 1:
+            raise ConfigError(f"reconstruction_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
+                              f"{self.reconstruction_weight} and {self.reconstruction_pool}")
+        if not 1 <= self.reconstruction_best_of <= 64:
+            raise ConfigError(f"reconstruction_best_of must be 1 (off) to 64, got {self.reconstruction_best_of}")
+        if self.latent_encoder_dims < 0 or self.latent_kl_weight < 0:
+            raise ConfigError(f"latent_encoder_dims and latent_kl_weight must be 0 (off) or positive, got "
+                              f"{self.latent_encoder_dims} and {self.latent_kl_weight}")
+        if self.latent_encoder_dims > 0 and (self.reconstruction_weight <= 0 or self.reconstruction_best_of != 1):
+            raise ConfigError("latent_encoder_dims > 0 teaches through the reconstruction term: it needs reconstruction_weight > 0 "
+                              f"and reconstruction_best_of 1 (got {self.reconstruction_weight} and {self.reconstruction_best_of})")
+        if self.generator.noise_codes and self.reconstruction_best_of != 2:
+            raise ConfigError("generator.noise_codes are searched by the best-of reconstruction: they need reconstruction_best_of 2 "
+                              f"(every code is then tried for each real image), got {self.reconstruction_best_of}")
+
+    def model_configs(self, text_dim: int, sentences: torch.Tensor | None = None) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+        """Generator and discriminator configs with resolution and text size filled in;
+        `sentences` (the training captions' embeddings) resolve text_components "auto"."""
+        shared = self.text_settings(text_dim, sentences)
+        return merge_config(self.generator, shared), merge_config(self.discriminator, shared)
