@@ -5,8 +5,9 @@ drops words and redraws from the same noises:
   - position: the position phrase ("top left", "center") is dropped together, and each of its
     words alone; the map passes when its peak lies nearest the composition's position;
   - colour: the colour word is dropped; the map passes when it covers the object (at least half of
-    the object's pixels change visibly, in the mean over seeds) and at least half of its mass lies
-    on the object (the object: the bright pixels of the full prompt's pictures, grown by 2 px).
+    the object's pixels, the bright pixels of the full prompt's pictures, change visibly) and at least
+    half of its mass lies on the object grown by 2 px (its blurred edge). A first run grew the object
+    for the coverage too, which, on small objects, counted a black unchanged ring as half the object.
 
 Target (issue "Adapt, explain, govern"): both pass for at least 90% of held-out compositions.
 
@@ -36,16 +37,19 @@ def nearest_position(x: float, y: float) -> str:
 
 
 def object_mask(full: torch.Tensor) -> torch.Tensor:
-    """(S, 3, H, W) in [-1, 1] -> (S, H, W) bool: the bright pixels, grown by 2 px."""
-    bright = ((full + 1) / 2).amax(1) > BRIGHT
-    return F.max_pool2d(bright[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    """(S, 3, H, W) in [-1, 1] -> (S, H, W) bool: the bright pixels."""
+    return ((full + 1) / 2).amax(1) > BRIGHT
+
+
+def grown(mask: torch.Tensor, pixels: int = 2) -> torch.Tensor:
+    return F.max_pool2d(mask[:, None].float(), 2 * pixels + 1, stride=1, padding=pixels)[:, 0] > 0
 
 
 def colour_verdict(full: torch.Tensor, dropped: torch.Tensor, heat: torch.Tensor) -> dict:
     change = ((full - dropped).abs().mean(1) / 2)  # (S, H, W)
     mask = object_mask(full)
     covered = ((change > VISIBLE) & mask).sum() / mask.sum().clamp(min=1)
-    on_object = (heat * mask.float().mean(0)).sum() / heat.sum().clamp(min=1e-8)
+    on_object = (heat * grown(mask).float().mean(0)).sum() / heat.sum().clamp(min=1e-8)
     return {"covered": float(covered), "on_object": float(on_object), "pass": bool(covered >= 0.5 and on_object >= 0.5)}
 
 

@@ -76,7 +76,7 @@ def perturbations() -> dict:
         return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
     def shifted(image: Image.Image) -> Image.Image:
-        tensor = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None].float()
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
         moved = F.pad(tensor, (1, 0, 1, 0), mode="replicate")[..., : image.height, : image.width]
         return Image.fromarray(moved[0].permute(1, 2, 0).byte().numpy())
 
