@@ -40,6 +40,7 @@ def summary_row(minutes: float, steps: int, report: dict) -> dict:
         "fid": generated["fid"], "fid_floor": floor["fid"],
         "distinct_styles": free["generated"]["distinct_styles"], "distinct_styles_real": free["real_floor"]["distinct_styles"],
         "style_free_diversity": free["generated"]["diversity"], "style_free_diversity_real": free["real_floor"]["diversity"],
+        "banding": generated["banding"], "banding_real": floor["banding"],
     }
 
 
@@ -50,7 +51,8 @@ def print_row(row: dict) -> None:
           f" | FID {row['fid']:.2f} (floor {row['fid_floor']:.2f}, {row['fid'] / max(row['fid_floor'], 1e-9):.1f}x)"
           f" | style-free: {row['distinct_styles']:.2f} styles of 12 (real {row['distinct_styles_real']:.2f}),"
           f" diversity {row['style_free_diversity']:.3f} (real {row['style_free_diversity_real']:.3f},"
-          f" {row['style_free_diversity'] / max(row['style_free_diversity_real'], 1e-9):.0%})", flush=True)
+          f" {row['style_free_diversity'] / max(row['style_free_diversity_real'], 1e-9):.0%})"
+          f" | banding {row['banding']:.2f} (real {row['banding_real']:.2f})", flush=True)
 
 
 def sample_grid(model_dir: Path, data_dir: Path, path: Path, *, combinations: int = 8, style_free: int = 4, seeds: int = 8) -> None:

@@ -39,17 +39,38 @@ def fresh_model(folder: Path) -> Path:
     return folder
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a Ray server's cluster and replicas are its descendants)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the process and its descendants."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total / 1024 if total else float("nan")
 
 
 class ServerProcess:
     """`limner serve` in a subprocess: `models` is a folder (served as "shapes") or {name: folder}."""
 
-    def __init__(self, models: Path | dict[str, Path], port: int, config: dict) -> None:
+    def __init__(self, models: Path | dict[str, Path], port: int, config: dict, extra_args: tuple[str, ...] = ()) -> None:
         models = models if isinstance(models, dict) else {"shapes": models}
         self.config_file = Path(tempfile.mkstemp(suffix=".json")[1])
         self.config_file.write_text(json.dumps(config))
@@ -58,7 +79,7 @@ class ServerProcess:
         self.log_file = Path(tempfile.mkstemp(suffix=".log")[1])
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "limner.cli", "serve", *(f"{name}={folder}" for name, folder in models.items()), "--port", str(port), "--config", str(self.config_file)],
+                [sys.executable, "-m", "limner.cli", "serve", *(f"{name}={folder}" for name, folder in models.items()), "--port", str(port), "--config", str(self.config_file), *extra_args],
                 stdout=subprocess.DEVNULL, stderr=log,
             )
         self.url = f"http://127.0.0.1:{port}"
@@ -126,5 +147,12 @@ class RawConnection:
 
 
 def server_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the process and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

@@ -19,6 +19,10 @@ the same CPU as the server: by default a minimal keep-alive HTTP/1.1 client
 
     python benchmarks/serve_load.py                       # a fresh shapes-preset generator
     python benchmarks/serve_load.py --model outputs/shapes --seconds 20
+    python benchmarks/serve_load.py --engine ray --replicas 2      # the same app as 2 Ray Serve replicas
+
+Memory and server CPU are summed over the server process and its descendants (under Ray: the
+local cluster's processes and the replicas).
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="raw: a minimal keep-alive HTTP/1.1 client (little CPU); httpx: a general client")
+    parser.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn")
+    parser.add_argument("--replicas", type=int, default=2, help="--engine ray: a fixed number of replicas (min = max)")
     parser.add_argument("--output", default="outputs/benchmarks/serve_load.json")
     args = parser.parse_args()
 
@@ -136,7 +142,8 @@ def main() -> None:
         offline = offline_images_per_second(pipe, args.batch_size, args.images_per_request, seconds=min(args.seconds, 10))
         del pipe
         print(f"offline pipeline, batch {args.batch_size} ({args.images_per_request} image(s) per prompt): {offline:.0f} images/s")
-        results = {"offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients,
+        results = {"engine": args.engine, "replicas": args.replicas if args.engine == "ray" else 1,
+                   "offline_images_per_s": round(offline, 1), "batch_size": args.batch_size, "clients": args.clients,
                    "images_per_request": args.images_per_request}
         servers = [  # each server's settings, then the phases it runs in turn
             ({"batching": True}, [("batching on", args.clients)]),
@@ -146,7 +153,9 @@ def main() -> None:
         for extra, phases in servers:
             config = {"max_batch_size": args.batch_size, "batch_wait_timeout_s": 0.005, "rate_limit_per_minute": 10**9,
                       "rate_limit_burst": 10**9, "max_queue_size": 4 * args.clients, "max_connections": 100_000, **extra}
-            server = ServerProcess(model, args.port, config)
+            engine = (("--engine", "ray", "--min-replicas", str(args.replicas), "--max-replicas", str(args.replicas),
+                       "--replica-cpus", str(round(2 / args.replicas, 2))) if args.engine == "ray" else ())
+            server = ServerProcess(model, args.port, config, engine)
             try:
                 for name, clients in phases:
                     result = asyncio.run(drive(server.url, clients, args.images_per_request, args.seconds, args.max_requests,

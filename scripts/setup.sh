@@ -29,4 +29,5 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # torch first and pinned exactly: pip then takes the CPU wheel instead of a CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+# ray: the optional Ray Serve engine, installed here so that its tests run
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test,ray]"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
-from limner.metrics.images import DistributionMetrics, PairedImageMetrics, paired_image_metrics
+from limner.metrics.images import DistributionMetrics, PairedImageMetrics, banding, paired_image_metrics
 
 
 def test_r_precision_is_one_for_a_perfect_space_and_chance_for_noise():
@@ -171,3 +171,15 @@ def test_distribution_metrics_keep_features_not_images():
     first = by_images.compute()
     torch.manual_seed(0)
     assert by_features.compute() == pytest.approx(first)
+
+
+def test_banding_reads_stripes_by_their_direction():
+    rows = torch.arange(8.0).remainder(2).mul(2).sub(1)  # -1, 1, -1, ... down the image
+    horizontal = rows.view(1, 1, 8, 1).expand(2, 3, 8, 8).clone()
+    horizontal[..., ::2] += 0.1  # a little change between columns so that the ratio is finite
+    assert banding(horizontal) == pytest.approx(2.0 / 0.1, rel=1e-4)
+    assert banding(horizontal.transpose(-1, -2)) == pytest.approx(0.1 / 2.0, rel=1e-4)
+    torch.manual_seed(0)
+    assert banding(torch.rand(4, 3, 32, 32)) == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(ValueError, match="shape"):
+        banding(torch.zeros(3, 8, 8))

@@ -117,6 +117,20 @@ def test_a_half_written_checkpoint_is_never_picked(tiny_shapes, tmp_path):
     assert resumed.step == 2
 
 
+def test_a_fresh_run_sets_an_earlier_runs_checkpoints_aside(tiny_shapes, tmp_path):
+    """An earlier run's later checkpoints must neither outlive the new run's by pruning nor be
+    what "latest" resumes; nothing of it is deleted."""
+    _trainer(tiny_shapes, tmp_path / "run", max_train_steps=4, checkpointing_steps=2).train()
+    root = tmp_path / "run" / "checkpoints"
+    earlier = sorted(p.name for p in root.iterdir())
+    _trainer(tiny_shapes, tmp_path / "run", max_train_steps=2, checkpointing_steps=2).train()
+    assert sorted(p.name for p in (root / "earlier-run-1").iterdir()) == earlier == ["checkpoint-2", "checkpoint-4"]
+    assert resolve_checkpoint(root, "latest") == root / "checkpoint-2"
+    assert _trainer(tiny_shapes, tmp_path / "run", max_train_steps=3, resume_from_checkpoint="latest").step == 2
+    _trainer(tiny_shapes, tmp_path / "run", max_train_steps=2, checkpointing_steps=2)
+    assert (root / "earlier-run-2" / "checkpoint-2").is_dir()
+
+
 def test_resume_latest_with_no_checkpoint_starts_fresh(tiny_shapes, tmp_path):
     assert _trainer(tiny_shapes, tmp_path / "new", resume_from_checkpoint="latest").step == 0
 

@@ -12,7 +12,9 @@ from limner.config import read_config_file
 
 def add_parsers(commands) -> None:
     serve = commands.add_parser("serve", help="serve models over the OpenAI Images API, with a web page at /")
-    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR", help="model folders; the name defaults to the folder's")
+    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR[+ADAPTER_DIR[:SCALE]]",
+                       help="model folders; the name defaults to the folder's; +ADAPTER_DIR serves the model with an adapter "
+                            "from `limner finetune` (under its own NAME)")
     serve.add_argument("--host", default="127.0.0.1", help="listen address; anything beyond loopback needs --api-keys")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-keys", default=None, help="key file from `limner keys create`")
@@ -20,6 +22,14 @@ def add_parsers(commands) -> None:
     serve.add_argument("--no-batching", action="store_true", help="one request per generator call")
     serve.add_argument("--max-batch-size", type=int, default=None, help="images per generator call")
     serve.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    serve.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn",
+                       help="uvicorn: one process; ray: replicas on Ray Serve, autoscaled (pip install 'limner[ray]')")
+    ray = serve.add_argument_group("--engine ray")
+    ray.add_argument("--ray-address", default=None, help="join this cluster (HOST:PORT, ray://HOST:PORT or auto); default: start a local one")
+    ray.add_argument("--min-replicas", type=int, default=1)
+    ray.add_argument("--max-replicas", type=int, default=2)
+    ray.add_argument("--target-ongoing-requests", type=float, default=2.0, help="per replica; the autoscaler keeps near it")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs reserved for each replica")
     export = commands.add_parser("export", help="export a text-to-image model for fast inference (ONNX)")
     export.add_argument("model_dir")
     export.add_argument("--format", choices=["onnx"], default="onnx")
@@ -61,17 +71,52 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.max_batch_size:
         values["max_batch_size"] = args.max_batch_size
     config = config_from_dict(ServeConfig, values, where=args.config or "serve flags")
-    models = {}
-    for spec in args.models:
-        name, sep, folder = spec.partition("=")
-        name, folder = (name, folder) if sep else (Path(spec).resolve().name, spec)
-        if name in models:
-            raise ConfigError(f"two models are named {name!r}; name them with NAME=DIR")
-        models[name] = load_pipeline(folder, backend=args.backend)
+    folders = _model_folders(args.models)
+    if args.engine == "ray":
+        return _run_serve_on_ray(args, folders, config)
+    models = {name: load_pipeline(folder, backend=args.backend) for name, folder in folders.items()}
     app = create_app(models, config)
     print(f"limner serving {', '.join(models)} on http://{config.host}:{config.port}/ (API at /v1)")
     raise_open_file_limit(4 * config.max_connections)  # one descriptor per connection, with room to spare
     uvicorn.Server(uvicorn_config(app, config, timeout_graceful_shutdown=30)).run()
+    return 0
+
+
+def _model_folders(specs: list[str]) -> dict[str, str]:
+    """NAME=DIR or DIR (named by its folder) -> {name: absolute folder}."""
+    from limner.errors import ConfigError
+
+    folders = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        name, folder = (name, folder) if sep else (Path(spec.split("+")[0]).resolve().name, spec)
+        if name in folders:
+            raise ConfigError(f"two models are named {name!r}; name them with NAME=DIR")
+        folders[name] = "+".join(str(Path(part).resolve()) if i == 0 else _absolute_adapter(part) for i, part in enumerate(folder.split("+")))
+    return folders
+
+
+def _absolute_adapter(spec: str) -> str:
+    from limner.pipelines.adapters import parse_adapter_spec
+
+    folder, scale = parse_adapter_spec(spec)
+    return f"{Path(folder).resolve()}:{scale:g}"
+
+
+def _run_serve_on_ray(args: argparse.Namespace, folders: dict[str, str], config) -> int:
+    import dataclasses
+
+    from limner.serving import ray_engine
+
+    if config.api_keys_file:  # replicas may start elsewhere: absolute paths
+        config = dataclasses.replace(config, api_keys_file=str(Path(config.api_keys_file).resolve()))
+    ray_config = ray_engine.RayServeConfig(
+        address=args.ray_address, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+        target_ongoing_requests=args.target_ongoing_requests, replica_cpus=args.replica_cpus,
+    )
+    print(f"limner serving {', '.join(folders)} on Ray Serve at http://{config.host}:{config.port}/ (API at /v1), "
+          f"{ray_config.min_replicas}-{ray_config.max_replicas} replicas")
+    ray_engine.serve_until_interrupted(folders, args.backend, config, ray_config)
     return 0
 
 

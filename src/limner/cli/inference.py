@@ -18,6 +18,10 @@ def add_parsers(commands) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
     generate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    generate.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
+                          help="an adapter from `limner finetune` at a scale (default 1); repeat to combine several")
+    generate.add_argument("--textual-inversion", action="append", default=[], metavar="DIR",
+                          help="a word learnt by `limner finetune --method textual-inversion`, for the prompts to use")
     caption = commands.add_parser("caption", help="describe images in words with a trained captioner")
     caption.add_argument("model_dir")
     caption.add_argument("images", nargs="+")
@@ -58,11 +62,16 @@ def add_parsers(commands) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from limner.pipelines import TextToImagePipeline
+    from limner.pipelines.adapters import parse_adapter_spec
     from limner.utils.images import make_grid, save_png
 
     if not 1 <= args.num_images <= 256:
         return user_error(f"-n must be between 1 and 256, got {args.num_images}")
     pipe = TextToImagePipeline.from_pretrained(args.model_dir, backend=args.backend)
+    for spec in args.lora:
+        pipe.load_lora(*parse_adapter_spec(spec))
+    for folder in args.textual_inversion:
+        pipe.load_textual_inversion(folder)
     images = pipe(args.prompts, num_images_per_prompt=args.num_images, seed=args.seed, truncation=args.truncation)
     scale = max(1, 96 // images[0].width)
     grid = make_grid(images, args.num_images, row_labels=args.prompts if len(args.prompts) > 1 else None, scale=scale)
@@ -130,7 +139,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{report['n_images']} images of split {report['split']}; feature network: limner evaluator ({report['feature_network']['path']})")
     print(f"  {'metric':<24}{'generated':>12}{'real floor':>12}")
     print(f"  {'R-precision':<24}{generated['r_precision']['mean']:>12.4f}{floor['r_precision']['mean']:>12.4f}")
-    for key in ("fid", "kid_mean", "psnr", "ssim", "alignment", "image_to_text_r@1", "diversity", "nearest_train_distance"):
+    for key in ("fid", "kid_mean", "psnr", "ssim", "banding", "alignment", "image_to_text_r@1", "diversity", "nearest_train_distance"):
         floor_value = floor.get(key)
         print(f"  {key:<24}{generated[key]:>12.4f}" + (f"{floor_value:>12.4f}" if floor_value is not None else f"{'n/a':>12}"))
     if "shapes_judge" in report:

@@ -71,6 +71,24 @@ def add_parsers(commands) -> None:
     train.add_argument("--validation-prompts", nargs="+", default=None, help="captions for the validation grid")
     train.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    finetune = commands.add_parser("finetune", help="adapt a trained GAN to new images: low-rank adapters (a few hundred KB) or every weight")
+    finetune.add_argument("base_model_dir", help="a GAN folder written by `limner train` (its checkpoints give the discriminator)")
+    finetune.add_argument("--train-data-dir", required=True, help="the new images: an imagefolder with captions")
+    finetune.add_argument("--output-dir", required=True, help="where the adapter (or, with --method full, the model) goes")
+    finetune.add_argument("--method", choices=("lora", "full", "textual-inversion"), default="lora",
+                          help="lora: adapters on the frozen generator; full: every weight; textual-inversion: one new word (--token)")
+    finetune.add_argument("--token", default=None, help='textual-inversion: the new word your captions use, e.g. "<my-style>"')
+    finetune.add_argument("--initializer-word", default=None, help="textual-inversion: the word it starts from (style)")
+    finetune.add_argument("--lora-rank", type=int, default=None, help="rank of each adapter (8)")
+    finetune.add_argument("--lora-alpha", type=float, default=None, help="adapter scale numerator (default: the rank)")
+    finetune.add_argument("--lora-discriminator", action="store_true", help="adapters on the discriminator too, instead of training all of it")
+    for flag in ("--max-train-steps", "--max-train-minutes", "--learning-rate", "--discriminator-learning-rate", "--seed",
+                 "--train-batch-size", "--validation-steps", "--checkpointing-steps"):
+        field, kind, text = next((f, k, t) for name, f, k, t in TRAIN_FLAGS if name == flag)
+        finetune.add_argument(flag, type=kind, default=None, help=text)
+    finetune.add_argument("--validation-prompts", nargs="+", default=None, help="captions for the validation grid")
+    finetune.add_argument("--skip-invalid-images", action="store_true", help="skip and count bad images instead of stopping")
+    finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -109,6 +127,34 @@ def _run_safety_checker(args: argparse.Namespace) -> int:
           f"{scores['allowed']} allowed, {scores['false_positives']} allowed images flagged)")
     print(f"safety checker: {result.output_dir}  (copy it into a model folder as safety_checker/ to check that model's pictures)")
     return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from limner.training.finetune import finetune, finetune_config
+
+    flags = {"train_data_dir": args.train_data_dir, "output_dir": args.output_dir, "method": args.method, "lora_rank": args.lora_rank,
+             "lora_alpha": args.lora_alpha, "validation_prompts": args.validation_prompts, "token": args.token,
+             "initializer_word": args.initializer_word}
+    flags.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in TRAIN_FLAGS if hasattr(args, flag[2:].replace("-", "_"))})
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if args.lora_discriminator:
+        overrides["lora_discriminator"] = True
+    if args.skip_invalid_images:
+        overrides["skip_invalid_images"] = True
+    result = finetune(finetune_config(args.base_model_dir, overrides), progress=not args.no_progress)
+    info = json.loads((result.output_dir / "finetune.json").read_text())
+    share = info["trainable_parameters"] / max(info["base_parameters"], 1)
+    print(f"fine-tuned ({info['method']}) {result.steps} steps in {result.train_seconds:.0f}s; "
+          f"{info['trainable_parameters']:,} trainable parameters ({share:.1%} of the generator's {info['base_parameters']:,})")
+    if info["method"] == "lora":
+        print(f"adapter: {result.output_dir}  (limner generate {args.base_model_dir} \"PROMPT\" --lora {result.output_dir})")
+    elif info["method"] == "textual-inversion":
+        print(f"learned word {info['token']!r}: {result.output_dir}  "
+              f"(limner generate {args.base_model_dir} \"PROMPT with {info['token']}\" --textual-inversion {result.output_dir})")
+    else:
+        print(f"model: {result.output_dir}")
+    print(f"samples: {result.output_dir / 'samples.png'}")
+    return 130 if result.interrupted else 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,4 +220,4 @@ REPORTS: dict[str, Callable[[Any], list[str]]] = {
     "gan": _gan_report, "vae": _vae_report, "evaluator": _evaluator_report, "captioner": _captioner_report, "aligner": _aligner_report,
 }
 
-COMMANDS = {"train": run_train}
+COMMANDS = {"train": run_train, "finetune": run_finetune}

@@ -21,6 +21,7 @@ METRIC_ROWS = [
     ("kid_std", "KID std", ""),
     ("psnr", "PSNR vs a real image of the same caption (dB)", "higher"),
     ("ssim", "SSIM vs a real image of the same caption", "higher"),
+    ("banding", "horizontal stripes: row-to-row over column-to-column change", "near the real"),
     ("alignment", "image-caption cosine (evaluator space)", "higher"),
     ("image_to_text_r@1", "recall@1 image to caption", "higher"),
     ("image_to_text_r@5", "recall@5 image to caption", "higher"),

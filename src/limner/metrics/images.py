@@ -138,3 +138,16 @@ class InceptionFeatures(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inception((_unit(images) * 255).to(torch.uint8)).reshape(images.shape[0], -1)
+
+
+def banding(images: torch.Tensor) -> float:
+    """Horizontal stripes: the mean absolute change between vertically neighbouring pixels over
+    that between horizontally neighbouring ones, over a batch (N, C, H, W). About 1 for pictures
+    without a preferred direction (real emoji test images: 1.16); a generator that draws
+    horizontal bands reads well above its data's figure, vertical bands below it."""
+    if images.dim() != 4 or images.shape[-1] < 2 or images.shape[-2] < 2:
+        raise ValueError(f"banding needs images of shape (N, C, H, W) with H, W >= 2, got {tuple(images.shape)}")
+    pixels = images.float()
+    between_rows = (pixels[..., 1:, :] - pixels[..., :-1, :]).abs().mean()
+    between_columns = (pixels[..., :, 1:] - pixels[..., :, :-1]).abs().mean()
+    return float(between_rows / between_columns.clamp_min(1e-8))

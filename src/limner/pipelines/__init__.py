@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from limner.errors import ModelLoadError
+from limner.pipelines.adapters import parse_adapter_spec
 from limner.pipelines.dual_encoder import DualEncoderPipeline
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.pipelines.round_trip import round_trip
@@ -18,7 +19,17 @@ PIPELINES["AlignmentPipeline"] = DualEncoderPipeline  # an aligner saved by an e
 
 def load_pipeline(folder: str | Path, *, backend: str = "torch") -> TextToImagePipeline | ImageToTextPipeline | DualEncoderPipeline:
     """Whichever pipeline a saved model folder holds, by its model_index.json; `backend` picks
-    how a text-to-image generator runs (captioners run in PyTorch)."""
+    how a text-to-image generator runs (captioners run in PyTorch). "BASE+ADAPTER[:SCALE]+..."
+    loads a text-to-image base with adapters or learned words from `limner finetune` (what
+    `limner serve` takes)."""
+    base, *adapters = str(folder).split("+")
+    if adapters:
+        pipe = load_pipeline(base, backend=backend)
+        if not isinstance(pipe, TextToImagePipeline):
+            raise ModelLoadError(f"{base}: adapters go on text-to-image models, this is a {type(pipe).__name__}")
+        for spec in adapters:
+            pipe.load_adapter(*parse_adapter_spec(spec))
+        return pipe
     index_path = Path(folder) / "model_index.json"
     try:
         name = json.loads(index_path.read_text()).get("_class_name")

@@ -23,6 +23,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.models.dual_encoder import ROLES, DualEncoder
 from limner.pipelines.image_to_text import preprocess_images
 from limner.text import TextEncoder, load_text_encoder
+from limner.utils.files import read_json_object
 
 MODEL_INDEX = "model_index.json"
 MODEL_FOLDER = "dual_encoder"
@@ -82,12 +83,12 @@ class DualEncoderPipeline:
             raise ConfigError(f"role must be one of {list(ROLES)}, got {role!r}")
         folder = Path(folder)
         index_path, model_folder = _layout(folder, role)
-        info = _read_json(index_path)
+        info = read_json_object(index_path)
         info.pop("_class_name", None)
         model = DualEncoder.from_pretrained(model_folder)
         if role is not None and model.role != role:
             raise ModelLoadError(f"{folder}: holds an {model.role}, not an {role}; train one with `{TRAIN_HINT[role]}`")
-        text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
+        text_encoder = load_text_encoder(read_json_object(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != model.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the {model.role} wants {model.config.text_dim}")
         info.pop("role", None)
@@ -101,16 +102,6 @@ def _layout(folder: Path, role: str | None) -> tuple[Path, Path]:
             return folder / index_name, folder / model_name
     hint = TRAIN_HINT.get(role or "", "limner train --model evaluator (or aligner)")
     raise ModelLoadError(f"{folder}: no {MODEL_INDEX} with a {MODEL_FOLDER}/ folder; is this a folder written by `{hint}`?")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{path}: unreadable ({err})") from err
-    if not isinstance(values, dict):
-        raise ModelLoadError(f"{path}: not a JSON object")
-    return values
 
 
 def load_evaluator(folder: str | Path) -> tuple[DualEncoder, TextEncoder, dict]:

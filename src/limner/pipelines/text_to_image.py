@@ -14,11 +14,13 @@ from PIL import Image
 
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
+from limner.pipelines.adapters import LoraLoaderMixin
 from limner.text import TextEncoder, load_text_encoder
 from limner.pipelines.safety_checker import SafetyChecker, blank_flagged
 from limner.text.prompts import prompt_warnings
 
 log = logging.getLogger(__name__)
+from limner.utils.files import read_json_object
 from limner.utils.images import to_pil
 
 MODEL_INDEX = "model_index.json"
@@ -46,8 +48,8 @@ class GenerationRequest:
     truncation: float | None = None
 
 
-class TextToImagePipeline:
-    """A generator and its text encoder.
+class TextToImagePipeline(LoraLoaderMixin):
+    """A generator and its text encoder (and any adapters from `limner finetune`: LoraLoaderMixin).
 
     >>> pipe = TextToImagePipeline.from_pretrained("outputs/shapes")
     >>> images = pipe(["a small red circle in the top left"], num_images_per_prompt=4, seed=0)
@@ -158,6 +160,7 @@ class TextToImagePipeline:
         return self.generator.config.resolution
 
     def save_pretrained(self, folder: str | Path) -> None:
+        self.check_savable()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.generator.save_pretrained(folder / "generator")
@@ -183,14 +186,14 @@ class TextToImagePipeline:
         folder = Path(folder)
         if not (folder / MODEL_INDEX).is_file():
             raise ModelLoadError(f"{folder}: no {MODEL_INDEX}; is this a folder written by `limner train`?")
-        index = _read_json(folder / MODEL_INDEX)
+        index = read_json_object(folder / MODEL_INDEX)
         if index.get("_class_name", cls.__name__) != cls.__name__:
             raise ModelLoadError(f"{folder}: holds a {index.get('_class_name')!r}, not a {cls.__name__}")
         truncation = index.get("truncation", 1.0)
         if not isinstance(truncation, (int, float)):
             raise ModelLoadError(f"{folder / MODEL_INDEX}: truncation must be a number, got {truncation!r}")
         generator = _generator_class(folder / "generator").from_pretrained(folder / "generator")
-        text_encoder = load_text_encoder(_read_json(folder / "text_encoder" / "config.json"))
+        text_encoder = load_text_encoder(read_json_object(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
         checker = SafetyChecker.from_pretrained(folder / SAFETY_CHECKER) if (folder / SAFETY_CHECKER).is_dir() else None
@@ -210,7 +213,7 @@ def _generator_class(folder: Path) -> type:
     from limner.models.vae import ConditionalVAE
 
     classes = {cls.__name__: cls for cls in (Generator, ConditionalVAE)}
-    name = _read_json(folder / "config.json").get("_class_name", "Generator")
+    name = read_json_object(folder / "config.json").get("_class_name", "Generator")
     if name not in classes:
         raise ModelLoadError(f"{folder / 'config.json'}: unknown generator class {name!r}; known: {sorted(classes)}")
     return classes[name]
@@ -228,15 +231,3 @@ def _read_training_words(folder: Path) -> list[str] | None:
     if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
         raise ModelLoadError(f"{path}: expected a JSON list of words")
     return words
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(values, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object")
-    return values

@@ -176,6 +176,23 @@ def latest_good_checkpoint(root: Path) -> Path | None:
     return None
 
 
+def set_aside_checkpoints(root: Path) -> Path | None:
+    """A run that starts afresh where an earlier run left checkpoints moves them into
+    root/earlier-run-N/ (nothing is deleted), so that its own are never pruned in their favour and
+    "latest" never resumes the other run. Returns where they went, or None when there were none."""
+    found = list_checkpoints(root)
+    if not found:
+        return None
+    number = 1
+    while (root / f"earlier-run-{number}").exists():
+        number += 1
+    target = root / f"earlier-run-{number}"
+    target.mkdir()
+    for _, folder in found:
+        folder.rename(target / folder.name)
+    return target
+
+
 def prune_checkpoints(root: Path, keep: int) -> None:
     for _, folder in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(folder, ignore_errors=True)

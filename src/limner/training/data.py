@@ -38,10 +38,12 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
-def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True
-                       ) -> tuple[TextEncoder, CaptionedImages, list[str]]:
+def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True,
+                       text_encoder: TextEncoder | None = None) -> tuple[TextEncoder, CaptionedImages, list[str]]:
     """The train split with its caption embeddings: in memory from an imagefolder, or streamed
-    from tar shards (`limner data pack`; only where `streaming`); also the entries skipped as invalid."""
+    from tar shards (`limner data pack`; only where `streaming`); also the entries skipped as invalid.
+    The captions are read by `text_encoder` where given (a base model's, when fine-tuning), else by
+    one the config builds."""
     if shard_paths(data_dir, "train"):
         if not streaming:
             raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
@@ -49,14 +51,14 @@ def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = 
             raise ConfigError("evaluation during training reads an imagefolder's test split; with shards set evaluation_steps to 0")
         reader = ShardReader(data_dir, "train", resolution=config.resolution, skip_invalid=config.skip_invalid_images, seed=config.seed)
         captions = reader.captions()
-        text_encoder = build_text_encoder(config, captions)
+        text_encoder = text_encoder or build_text_encoder(config, captions)
         data = StreamingCaptionedImages(reader, captions, CachedTextEncoder(text_encoder), seed=config.seed)
         return text_encoder, data, reader.skipped
     folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
     images = folder.load_images(config.resolution, progress=progress)
     if folder.skipped:
         log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), data_dir, folder.skipped[0])
-    text_encoder = build_text_encoder(config, folder.captions)
+    text_encoder = text_encoder or build_text_encoder(config, folder.captions)
     return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder)), folder.skipped
 
 

@@ -96,7 +96,10 @@ def gan_train_step(
         gp_power=gp_power, contrastive_weight=contrastive_weight, contrastive_temperature=contrastive_temperature)
 
     discriminator = models.discriminator
-    discriminator.requires_grad_(False)  # the generator step needs no discriminator weight grads
+    # the generator step needs no discriminator weight grads; the trained ones (all, or an adapter's) are restored after
+    trained_in_discriminator = [p for p in discriminator.parameters() if p.requires_grad]
+    for parameter in trained_in_discriminator:
+        parameter.requires_grad_(False)
     fake_features = discriminator.features(augment(fake))
     g_loss = hinge_g_loss(discriminator.logits(fake_features, batch.sentence))
     stats: dict[str, float] = {}
@@ -115,7 +118,8 @@ def gan_train_step(
     g_total = g_total + guide_terms(fake, batch, guides, stats)
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
-    discriminator.requires_grad_(True)
+    for parameter in trained_in_discriminator:
+        parameter.requires_grad_(True)
     sync(models.generator)
     if models.latent_encoder is not None:
         sync(models.latent_encoder)

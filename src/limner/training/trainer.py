@@ -25,7 +25,9 @@ from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoder
 from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
 from limner.text.prompts import vocabulary_of
-from limner.training.checkpoint import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
+from limner.training.checkpoint import (
+    load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint, set_aside_checkpoints,
+)
 from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO
 from limner.training.gan_config import GANTrainConfig
@@ -152,6 +154,10 @@ class Trainer:
 
     def _maybe_resume(self) -> int:
         if not self.config.resume_from_checkpoint:
+            aside = set_aside_checkpoints(self.checkpoint_root) if self.dist.is_main else None
+            if aside is not None:
+                log.warning("starting afresh: the checkpoints of an earlier run in %s moved to %s "
+                            "(to continue that run instead, pass --resume-from-checkpoint latest)", self.checkpoint_root, aside)
             return 0
         checkpoint = resolve_checkpoint(self.checkpoint_root, self.config.resume_from_checkpoint)
         if checkpoint is None:
@@ -187,7 +193,7 @@ class Trainer:
         scores = None
         if main:
             self._checkpoint()
-            self.pipeline().save_pretrained(self.output_dir)
+            self._save_model()
             self._validate(writer, final=True)
             writer.close()
             scores = self._final_scores()
@@ -201,6 +207,9 @@ class Trainer:
             scores=scores,
             interrupted=ran.interrupted,
         )
+
+    def _save_model(self) -> None:
+        self.pipeline().save_pretrained(self.output_dir)
 
     def _after_step(self, step: int, writer) -> None:
         """Validation grids, evaluation and checkpoints on their cadences (the main process only)."""
@@ -216,8 +225,14 @@ class Trainer:
             self._checkpoint()
 
     def _train_one_step(self) -> dict[str, float]:
-        """Every process draws the whole global batch from the shared sampler and keeps its slice
-        (streamed shards: its own shards' samples), so any number of processes takes the same steps."""
+        batch, _, _ = self._sample_batch()
+        return self._run_step(batch)
+
+    def _sample_batch(self) -> tuple[GANBatch, torch.Tensor, torch.Tensor]:
+        """The step's batch, and the caption ids (into self.data.captions) of its images and of
+        their mismatched captions. Every process draws the whole global batch from the shared
+        sampler and keeps its slice (streamed shards: its own shards' samples), so any number of
+        processes takes the same steps."""
         config, rng, part = self.config, self.sampler_rng, self.dist.part(self.config.train_batch_size)
         if isinstance(self.data, StreamingCaptionedImages) and self.dist.world_size > 1:
             images, own, other = self.data.sample_ids(part.stop - part.start, rng)
@@ -254,6 +269,10 @@ class Trainer:
         if policy:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
             batch.augment = lambda images: diff_augment(images, policy, torch.Generator().manual_seed(seed))
+        return batch, own, other
+
+    def _run_step(self, batch: GANBatch) -> dict[str, float]:
+        config, device = self.config, self.dist.device
         self._set_learning_rates()
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
