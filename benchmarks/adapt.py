@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
 import torch
-from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
+from corpus_cuts import read_split_rows, write_split  # benchmarks/ is on the path when run as a script
+from machine import sgemm_gflops
 
 from limner.data import ImageFolder
 from limner.data.builders import builtin_data_dir
@@ -44,48 +43,29 @@ METHODS = (("lora", 4), ("lora", 8), ("lora", 16), ("textual-inversion", None), 
 WORD = "<held-style>"  # textual inversion's new word: the held-out style's captions say "NAME, <held-style> style"
 
 
-def _rows(folder: Path, split: str) -> list[dict]:
-    return [json.loads(line) for line in (folder / split / "metadata.jsonl").read_text().splitlines() if line.strip()]
-
-
-def _write_split(source: Path, split: str, rows: list[dict], target: Path, target_split: str) -> None:
-    """An imagefolder split of `rows`, its images hard-linked (or copied) from the corpus (an
-    imagefolder refuses links that lead out of it)."""
-    folder = target / target_split
-    folder.mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        copy = folder / row["file_name"]
-        if not copy.exists():
-            try:
-                os.link(source / split / row["file_name"], copy)
-            except OSError:
-                shutil.copy2(source / split / row["file_name"], copy)
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
 def worded(rows: list[dict], style: str) -> list[dict]:
     """The rows with the style's name in their captions replaced by the new word."""
     return [{**row, "text": [text.replace(f"{style} style", f"{WORD} style") for text in row["text"]]} for row in rows]
 
 
 def cut_folders(corpus: Path, style: str, out: Path, *, adapt_images: int, measure_images: int, seed: int) -> dict[str, Path]:
-    train, test = _rows(corpus, "train"), _rows(corpus, "test")
+    train, test = read_split_rows(corpus, "train"), read_split_rows(corpus, "test")
     held = [row for row in train if row["style"] == style]
     if len(held) < adapt_images + 10:
         raise SystemExit(f"style {style!r} has {len(held)} training images; styles: {sorted({r['style'] for r in train})}")
     random.Random(seed).shuffle(held)
     styled_only = lambda rows: [{**row, "text": [row["text"][0]]} for row in rows]  # "name, STYLE style"
     folders = {name: out / name for name in ("base", "adapt", "adapt-word", "measure-style", "measure-style-word", "measure-others")}
-    _write_split(corpus, "train", [r for r in train if r["style"] != style], folders["base"], "train")
-    _write_split(corpus, "test", [r for r in test if r["style"] != style], folders["base"], "test")
-    _write_split(corpus, "train", styled_only(held[:adapt_images]), folders["adapt"], "train")
-    _write_split(corpus, "train", worded(styled_only(held[:adapt_images]), style), folders["adapt-word"], "train")
+    write_split(corpus, "train", [r for r in train if r["style"] != style], folders["base"], "train")
+    write_split(corpus, "test", [r for r in test if r["style"] != style], folders["base"], "test")
+    write_split(corpus, "train", styled_only(held[:adapt_images]), folders["adapt"], "train")
+    write_split(corpus, "train", worded(styled_only(held[:adapt_images]), style), folders["adapt-word"], "train")
     measured = styled_only(held[adapt_images : adapt_images + measure_images])
-    _write_split(corpus, "train", measured, folders["measure-style"], "test")
-    _write_split(corpus, "train", worded(measured, style), folders["measure-style-word"], "test")
+    write_split(corpus, "train", measured, folders["measure-style"], "test")
+    write_split(corpus, "train", worded(measured, style), folders["measure-style-word"], "test")
     others = [r for r in test if r["style"] != style]
     random.Random(seed + 1).shuffle(others)
-    _write_split(corpus, "test", styled_only(others[:measure_images]), folders["measure-others"], "test")
+    write_split(corpus, "test", styled_only(others[:measure_images]), folders["measure-others"], "test")
     return folders
 
 
@@ -109,6 +89,10 @@ def measure(pipe: TextToImagePipeline, evaluator, folder: Path, *, seed: int = 0
     }
 
 
+def named_methods() -> list[tuple[str, str, int | None]]:
+    return [(f"lora-r{rank}" if method == "lora" else method, method, rank) for method, rank in METHODS]
+
+
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json") and "checkpoints" not in p.parts)
 
@@ -123,6 +107,10 @@ def main() -> None:
     parser.add_argument("--adapt-minutes", type=float, default=5)
     parser.add_argument("--adapt-images", type=int, default=50)
     parser.add_argument("--measure-images", type=int, default=300)
+    parser.add_argument("--methods", nargs="+", default=[name for name, _, _ in named_methods()],
+                        help="which of lora-r4 lora-r8 lora-r16 textual-inversion full")
+    parser.add_argument("--preservation-weight", type=float, default=None,
+                        help="prior preservation for lora and full (default: limner finetune's, 10; 0: off)")
     parser.add_argument("--output-dir", default="outputs/benchmarks/adapt")
     args = parser.parse_args()
     out = Path(args.output_dir)
@@ -143,8 +131,9 @@ def main() -> None:
              "style": measure(base, evaluator, folders["measure-style"]), "others": measure(base, evaluator, folders["measure-others"])}]
     print(json.dumps(rows[-1]), flush=True)
     prompts = [r.captions[0] for r in ImageFolder(folders["measure-style"], "test").records[:4]]
-    for method, rank in METHODS:
-        name = f"lora-r{rank}" if method == "lora" else method
+    for name, method, rank in named_methods():
+        if name not in args.methods:
+            continue
         word = method == "textual-inversion"
         overrides = {"train_data_dir": str(folders["adapt-word" if word else "adapt"]), "output_dir": str(out / name), "method": method,
                      "max_train_minutes": args.adapt_minutes, "validation_prompts": [p.replace(f"{args.style} style", f"{WORD} style") for p in prompts] if word else prompts}
@@ -152,6 +141,8 @@ def main() -> None:
             overrides["lora_rank"] = rank
         if word:
             overrides["token"] = WORD
+        if args.preservation_weight is not None:
+            overrides["preservation_weight"] = args.preservation_weight
         started = time.perf_counter()
         result = finetune(finetune_config(base_dir, overrides))
         minutes = (time.perf_counter() - started) / 60
@@ -170,20 +161,23 @@ def main() -> None:
                      "bytes": size, "style": measure(pipe, evaluator, folders["measure-style-word" if word else "measure-style"]),
                      "others": measure(pipe, evaluator, folders["measure-others"])})
         print(json.dumps(rows[-1]), flush=True)
-    (out / "summary.json").write_text(json.dumps({"style": args.style, "base_parameters": base_parameters, "rows": rows}, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps({"style": args.style, "base_parameters": base_parameters, "rows": rows,
+                                                  "preservation_weight": args.preservation_weight}, indent=2) + "\n")
     print_table(rows, base_parameters)
 
 
 def print_table(rows: list[dict], base_parameters: int) -> None:
-    full = next(r for r in rows if r["method"] == "full")
+    full = next((r for r in rows if r["method"] == "full"), rows[0])
+    before = rows[0]["others"]["style_accuracy"]
     print(f"\n{'method':<19}{'trainable':>12}{'% of full':>10}{'steps':>7}{'min':>6}{'size KB':>9}"
-          f"{'style acc':>10}{'% of full':>10}{'FID (floor)':>16}{'others acc':>11}")
+          f"{'style acc':>10}{'% of full':>10}{'FID (floor)':>16}{'others acc':>11}{'lost':>7}")
     for row in rows:
         share = row["trainable"] / max(full["trainable"], 1)
         of_full = row["style"]["style_accuracy"] / max(full["style"]["style_accuracy"], 1e-9)
+        others = row["others"]["style_accuracy"]
         print(f"{row['method']:<19}{row['trainable']:>12,}{share:>10.1%}{row['steps']:>7}{row['minutes']:>6.1f}{row['bytes'] / 1024:>9.0f}"
               f"{row['style']['style_accuracy']:>10.3f}{of_full:>10.0%}{row['style']['fid']:>9.1f} ({row['style']['fid_floor']:.1f})"
-              f"{row['others']['style_accuracy']:>11.3f}")
+              f"{others:>11.3f}{before - others:>7.3f}")
     print(f"(the generator has {base_parameters:,} parameters; full fine-tuning trains all of them)")
 
 

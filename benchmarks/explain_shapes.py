@@ -3,7 +3,9 @@ is known. For every held-out composition ("a small red circle in the top left"),
 drops words and redraws from the same noises:
 
   - position: the position phrase ("top left", "center") is dropped together, and each of its
-    words alone; the map passes when its peak lies nearest the composition's position;
+    words alone; the map passes when its peak lies nearest the composition's position. Both maps
+    are judged: the change map (where the picture changes) and the added map (where the picture
+    stands out more from its background with the words than without: where they put the object);
   - colour: the colour word is dropped; the map passes when it covers the object (at least half of
     the object's pixels, the bright pixels of the full prompt's pictures, change visibly) and at least
     half of its mass lies on the object grown by 2 px (its blurred edge). A first run grew the object
@@ -62,11 +64,14 @@ def judge_composition(pipe: TextToImagePipeline, composition: shapes.Composition
     full, found = attribute_words(pipe, composition.caption, spans=spans, seeds=seeds, seed=0)
     colour, phrase, *single = found
     peaks = {a.words: nearest_position(*peak(a.heat)) for a in [phrase, *single]}
+    added = {a.words: nearest_position(*peak(a.added)) for a in [phrase, *single]}
     return {
         "caption": composition.caption,
         "colour": colour_verdict(full, colour.images, colour.heat),
         "position_phrase": {"peak": peaks[phrase.words], "pass": peaks[phrase.words] == composition.position},
+        "position_phrase_added": {"peak": added[phrase.words], "pass": added[phrase.words] == composition.position},
         "position_words": [{"word": a.words, "peak": peaks[a.words], "pass": peaks[a.words] == composition.position} for a in single],
+        "position_words_added": [{"word": a.words, "peak": added[a.words], "pass": added[a.words] == composition.position} for a in single],
     }
 
 
@@ -87,6 +92,9 @@ def main() -> None:
         "position_phrase_peak_right": share([r["position_phrase"]["pass"] for r in rows]),
         "position_single_word_peak_right": share(words), "single_position_words": len(words),
         "both": share([r["colour"]["pass"] and r["position_phrase"]["pass"] for r in rows]),
+        "position_phrase_added_peak_right": share([r["position_phrase_added"]["pass"] for r in rows]),
+        "position_single_word_added_peak_right": share([w["pass"] for r in rows for w in r["position_words_added"]]),
+        "both_added": share([r["colour"]["pass"] and r["position_phrase_added"]["pass"] for r in rows]),
     }
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +106,10 @@ def main() -> None:
     print(f"  position phrase's map peaks at its position: {summary['position_phrase_peak_right']:.0%}")
     print(f"  each word of a two-word position alone:     {summary['position_single_word_peak_right']:.0%} of {len(words)}")
     print(f"  both (target 90%):                          {summary['both']:.0%}")
+    print("  with the added map for position:")
+    print(f"    position phrase's map peaks at its position: {summary['position_phrase_added_peak_right']:.0%}")
+    print(f"    each word of a two-word position alone:     {summary['position_single_word_added_peak_right']:.0%} of {len(words)}")
+    print(f"    both (target 90%):                          {summary['both_added']:.0%}")
     print(f"  example page: {out / 'explain_example.png'}")
 
 

@@ -106,3 +106,28 @@ def test_explain_from_the_command_line(tmp_path, capsys):
     assert out.is_file() and lines[-1] == f"wrote {out}"
     assert sorted(line.split("\t")[1] for line in lines[:-1]) == ["a", "circle", "red"]
     assert main(["explain", str(tiny_pipeline_dir), "a red circle", "-n", "0"]) == 2
+
+
+class MovingGenerator(nn.Module):
+    """One white patch on black: at the left with the word "left", at the right without it."""
+
+    def __init__(self, encoder: BagOfWordsEncoder):
+        super().__init__()
+        self.config = SimpleNamespace(noise_dim=4, resolution=SIDE)
+        self.left = encoder.vocabulary.index("left")
+
+    def forward(self, noise, sentence):
+        images = torch.full((noise.shape[0], 3, SIDE, SIDE), -1.0)
+        for i, has_left in enumerate((sentence[:, self.left] > 0).tolist()):
+            cols = slice(2, 12) if has_left else slice(20, 30)
+            images[i, :, 11:21, cols] = 1.0
+        return images
+
+
+def test_the_added_map_lights_where_a_moved_object_is_not_where_it_goes():
+    encoder = BagOfWordsEncoder(WORDS)
+    pipe = TextToImagePipeline(MovingGenerator(encoder), encoder)
+    _, (left,) = attribute_words(pipe, "blob left", spans=[(1, 2)], seeds=2)
+    assert torch.allclose(left.heat[11:21, 2:12].mean(), left.heat[11:21, 20:30].mean())  # the change map: both places
+    x, _ = peak(left.added)
+    assert x < 0.4 and left.added[11:21, 20:30].max() == 0  # the added map: only where "left" puts it

@@ -142,10 +142,41 @@ def test_full_finetune_writes_a_whole_model(tiny_base, tiny_shapes, tmp_path):
     assert result.steps == 2 and TextToImagePipeline.from_pretrained(tmp_path / "full").adapters == []
 
 
+def test_prior_preservation_pulls_the_adapted_generator_back_to_the_base(tiny_base, tiny_shapes, tmp_path):
+    config = finetune_config(tiny_base, {"train_data_dir": str(tiny_shapes), "output_dir": str(tmp_path / "out"), "max_train_steps": 1,
+                                         "max_train_minutes": None, "preservation_captions": 20, "learning_rate": 1e-3})
+    trainer = FinetuneTrainer(config, progress=False)
+    assert trainer.preserved.shape == (20, trainer.text_encoder.dim)  # the base's own captions, encoded
+    with torch.no_grad():  # an adapter already far from zero: the base's pictures have drifted
+        for name, parameter in trainer.models.generator.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.3, generator=torch.Generator().manual_seed(0))
+    losses = [trainer._preservation_step() for _ in range(12)]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(not p.requires_grad for n, p in trainer.base_generator.named_parameters())
+
+
+def test_prior_preservation_needs_the_bases_data_or_says_to_turn_it_off(tiny_shapes, tmp_path):
+    import shutil
+
+    data = tmp_path / "shapes-copy"
+    shutil.copytree(tiny_shapes, data)
+    base = tmp_path / "base"
+    Trainer(build_train_config(None, tiny_train_overrides(data, base)), progress=False).train()
+    shutil.rmtree(data)
+    config = finetune_config(base, {"train_data_dir": str(tiny_shapes), "output_dir": str(tmp_path / "out"), "max_train_steps": 1})
+    with pytest.raises(ConfigError, match="preservation_weight 0"):
+        FinetuneTrainer(config, progress=False)
+    config = finetune_config(base, {"train_data_dir": str(tiny_shapes), "output_dir": str(tmp_path / "out"), "max_train_steps": 1,
+                                    "preservation_weight": 0.0})
+    assert FinetuneTrainer(config, progress=False).preserved is None
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({}, "output folder"),
     ({"output_dir": "x", "method": "prefix"}, "method must be one of"),
     ({"output_dir": "x", "lora_rank": 0}, "lora_rank"),
+    ({"output_dir": "x", "preservation_weight": -1.0}, "preservation_weight"),
     ({"output_dir": "x", "resume_from_checkpoint": "latest"}, "does not resume"),
     ({"output_dir": "BASE"}, "is the base's own folder"),
 ])

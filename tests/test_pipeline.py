@@ -64,6 +64,9 @@ def test_tampered_model_folders_are_refused_clearly(pipe, tmp_path):
     (folder / "model_index.json").write_text("{broken")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
         TextToImagePipeline.from_pretrained(folder)
+    (folder / "model_index.json").write_text(json.dumps({**index, "guidance_scale": "strong"}))
+    with pytest.raises(ModelLoadError, match="guidance_scale must be a number"):
+        TextToImagePipeline.from_pretrained(folder)
     (folder / "model_index.json").write_text(json.dumps(index))
     config = json.loads((folder / "generator" / "config.json").read_text())
     (folder / "generator" / "config.json").write_text(json.dumps({**config, "base_channels": config["base_channels"] * 2}))
@@ -73,3 +76,27 @@ def test_tampered_model_folders_are_refused_clearly(pipe, tmp_path):
     (folder / "text_encoder" / "config.json").unlink()
     with pytest.raises(ModelLoadError, match="text_encoder/config.json is missing"):
         TextToImagePipeline.from_pretrained(folder)
+
+
+def test_guidance_scale_pushes_captions_from_the_training_mean_and_travels_with_the_model(pipe, tmp_path):
+    from limner.errors import ConfigError
+
+    pipe.generator.text_norm.mean.normal_(generator=torch.Generator().manual_seed(0))
+    pipe = TextToImagePipeline(pipe.generator, pipe.text_encoder)  # reads the fitted mean as its centre
+    sentence = pipe.text_encoder.encode(["a red circle"]).sentence
+    assert torch.equal(pipe.guided(sentence), sentence)  # 1: unchanged
+    plain = pipe.generate_tensors("a red circle", num_images_per_prompt=2, seed=4)
+    pipe.guidance_scale = 2.0
+    centre = pipe.generator.text_norm.mean
+    assert torch.allclose(pipe.guided(sentence) - centre, 2 * (sentence - centre), atol=1e-6)
+    guided = pipe.generate_tensors("a red circle", num_images_per_prompt=2, seed=4)
+    assert not torch.allclose(plain, guided)
+    together = pipe.generate_batch([GenerationRequest("a red circle", 2, seed=4)])[0]
+    assert torch.allclose(together, guided, atol=1e-5)
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "model")
+    assert loaded.guidance_scale == 2.0
+    assert torch.allclose(loaded.generate_tensors("a red circle", num_images_per_prompt=2, seed=4), guided, atol=1e-5)
+    for bad in (-1, 11, "2", True):
+        with pytest.raises(ConfigError, match="guidance_scale"):
+            TextToImagePipeline(pipe.generator, pipe.text_encoder, guidance_scale=bad)

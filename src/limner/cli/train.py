@@ -82,6 +82,8 @@ def add_parsers(commands) -> None:
     finetune.add_argument("--lora-rank", type=int, default=None, help="rank of each adapter (8)")
     finetune.add_argument("--lora-alpha", type=float, default=None, help="adapter scale numerator (default: the rank)")
     finetune.add_argument("--lora-discriminator", action="store_true", help="adapters on the discriminator too, instead of training all of it")
+    finetune.add_argument("--preservation-weight", type=float, default=None,
+                          help="lora and full: pull towards the base's own pictures of its training captions (10; 0: off)")
     for flag in ("--max-train-steps", "--max-train-minutes", "--learning-rate", "--discriminator-learning-rate", "--seed",
                  "--train-batch-size", "--validation-steps", "--checkpointing-steps"):
         field, kind, text = next((f, k, t) for name, f, k, t in TRAIN_FLAGS if name == flag)
@@ -134,7 +136,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     flags = {"train_data_dir": args.train_data_dir, "output_dir": args.output_dir, "method": args.method, "lora_rank": args.lora_rank,
              "lora_alpha": args.lora_alpha, "validation_prompts": args.validation_prompts, "token": args.token,
-             "initializer_word": args.initializer_word}
+             "initializer_word": args.initializer_word, "preservation_weight": args.preservation_weight}
     flags.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in TRAIN_FLAGS if hasattr(args, flag[2:].replace("-", "_"))})
     overrides = {key: value for key, value in flags.items() if value is not None}
     if args.lora_discriminator:

@@ -30,6 +30,7 @@ from limner.metrics.alignment import alignment_score, diversity, nearest_neighbo
 from limner.metrics.images import InceptionFeatures, banding, distribution_metrics, paired_image_metrics
 from limner.models.dual_encoder import DualEncoder
 from limner.pipelines import TextToImagePipeline
+from limner.pipelines.text_to_image import check_guidance_scale
 from limner.text import TextEncoder
 from limner.pipelines.dual_encoder import load_evaluator
 from limner.utils.images import from_uint8, to_pil
@@ -199,9 +200,11 @@ def evaluate(
     fid_features: str = "evaluator",
     backend: str = "torch",
     progress: bool = True,
+    guidance_scale: float | None = None,
 ) -> dict:
     """Score the model, write metrics.json and report.html, and return the metrics. `backend`:
-    how the generator runs (TextToImagePipeline.from_pretrained's; "onnx-int8" judges the int8 export)."""
+    how the generator runs (TextToImagePipeline.from_pretrained's; "onnx-int8" judges the int8 export);
+    guidance_scale: the pipeline's for this evaluation (default: the model's own)."""
     from limner.evaluation.report import write_report
 
     started = time.perf_counter()
@@ -211,6 +214,8 @@ def evaluate(
         raise ConfigError(f"fid_features must be evaluator or inception, got {fid_features!r}")
     inception = InceptionFeatures() if fid_features == "inception" else None  # fails early when unavailable
     pipe = TextToImagePipeline.from_pretrained(model_dir, backend=backend)
+    if guidance_scale is not None:
+        pipe.guidance_scale = check_guidance_scale(guidance_scale)
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
@@ -224,7 +229,7 @@ def evaluate(
     diverse = generate_twins(pipe, captions, diverse_ids, seed=seed + 10**6, progress=False)
     data = EvaluationSet(captions, caption_ids, real, fake, train_real, diverse, diverse_ids)
     report = {
-        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend,
+        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend, "guidance_scale": pipe.guidance_scale,
         **_sample_sizes(data, len(captions), diversity_images_per_prompt),
         "feature_network": {
             "name": "limner evaluator (trained on this dataset's real images; never a generator loss)",

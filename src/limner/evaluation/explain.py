@@ -5,6 +5,9 @@
   changes is its heat map (the mean over seeds of the per-pixel change). Dropping a colour word
   recolours the object, so its map covers the object; dropping a position word moves it, so its
   map peaks where the object was (the new places vary from seed to seed, the old one does not).
+  A second map, of what the word *adds*, keeps only where the picture stands out more from its
+  background with the word than without: a dropped position word then lights where the object is,
+  not also where it goes.
 - **Prompt interpolation**: the pictures along the straight line between two captions' embeddings.
 - **Noise walks and latent traversals**: one prompt, the noise moved along a great circle between
   two draws, or one noise entry swept while the rest stay (for the VAE, its latent's dimensions).
@@ -33,6 +36,7 @@ class Attribution:
     prompt: str           # the prompt without it
     score: float          # mean per-pixel change, 0 (none) to 1 (every pixel from black to white)
     heat: torch.Tensor    # (H, W) where it changes, mean over seeds, 0 to 1
+    added: torch.Tensor   # (H, W) where the word puts something: salience gained with the word, mean over seeds
     images: torch.Tensor  # (S, 3, H, W) in [-1, 1]: the prompt without the words, one per seed
 
 
@@ -66,13 +70,22 @@ def attribute_words(pipe: TextToImagePipeline, prompt: str, *, spans: Sequence[t
         images = pipe.generate_tensors(shorter, num_images_per_prompt=seeds, seed=seed)
         change = pixel_change(full, images)  # (S, H, W)
         heat = change.mean(0)
-        found.append(Attribution(" ".join(words[span[0]:span[1]]), shorter, float(heat.mean()), heat, images))
+        added = (salience(full) - salience(images)).clamp(min=0).mean(0)
+        found.append(Attribution(" ".join(words[span[0]:span[1]]), shorter, float(heat.mean()), heat, added, images))
     return full, found
 
 
 def pixel_change(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) pairs in [-1, 1] -> (N, H, W): the mean absolute change over channels, 0 to 1."""
     return (a - b).abs().mean(1) / 2
+
+
+def salience(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W): how far each pixel stands from the image's background,
+    taken as the median colour of its border pixels (0 to 1)."""
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)  # (N, 3, 2H + 2W)
+    background = border.median(dim=-1).values[..., None, None]  # (N, 3, 1, 1)
+    return (images - background).abs().mean(1) / 2
 
 
 def peak(heat: torch.Tensor, *, smooth: int = 5) -> tuple[float, float]:

@@ -56,8 +56,13 @@ class TextToImagePipeline(LoraLoaderMixin):
     """
 
     def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64,
-                 training_words: Iterable[str] | None = None, safety_checker: "SafetyChecker | None" = None):
+                 training_words: Iterable[str] | None = None, safety_checker: "SafetyChecker | None" = None,
+                 guidance_scale: float = 1.0):
         self.generator = generator.eval()
+        # the training captions' mean embedding, the centre that guidance_scale pushes away from (None: no such statistic)
+        norm = getattr(generator, "text_norm", None)
+        self.caption_centre = None if norm is None else norm.mean.detach().clone()
+        self.guidance_scale = check_guidance_scale(guidance_scale)
         # flags unwanted pictures, which are then drawn blank (limner.pipelines.safety_checker); None: no check
         self.safety_checker = safety_checker
         self.text_encoder = text_encoder
@@ -107,7 +112,7 @@ class TextToImagePipeline(LoraLoaderMixin):
         if num_images_per_prompt < 1:
             raise ConfigError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
-        sentence = self.text_encoder.encode(prompts).sentence.repeat_interleave(num_images_per_prompt, 0)  # (N, D)
+        sentence = self.guided(self.text_encoder.encode(prompts).sentence).repeat_interleave(num_images_per_prompt, 0)  # (N, D)
         noise = truncated_noise(
             (sentence.shape[0], self.generator.config.noise_dim),
             truncation=self.truncation if truncation is None else truncation,
@@ -128,7 +133,7 @@ class TextToImagePipeline(LoraLoaderMixin):
         prompts = sorted({r.prompt for r in requests})
         if any(not p.strip() for p in prompts):
             raise ConfigError("prompts must be non-empty strings")
-        table = dict(zip(prompts, self.text_encoder.encode(prompts).sentence))
+        table = dict(zip(prompts, self.guided(self.text_encoder.encode(prompts).sentence)))
         sentence = torch.stack([table[r.prompt] for r in requests for _ in range(r.num_images)])  # (N, D)
         noise = torch.cat([
             truncated_noise(
@@ -139,6 +144,14 @@ class TextToImagePipeline(LoraLoaderMixin):
             for r in requests
         ])
         return list(self._run_generator(noise, sentence).split([r.num_images for r in requests]))
+
+    def guided(self, sentence: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings (N, D) pushed `guidance_scale` times as far from the training captions'
+        mean: what sets this caption apart from the average one (its concept, its style) is
+        exaggerated. 1 leaves them as they are."""
+        if self.guidance_scale == 1.0 or self.caption_centre is None:
+            return sentence
+        return self.caption_centre + self.guidance_scale * (sentence - self.caption_centre)
 
     @torch.no_grad()
     def generate_from(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
@@ -171,6 +184,7 @@ class TextToImagePipeline(LoraLoaderMixin):
             "generator": ["limner", type(self.generator).__name__],
             "text_encoder": ["limner", type(self.text_encoder).__name__],
             "truncation": self.truncation,
+            "guidance_scale": self.guidance_scale,
         }
         (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
         if self.training_words is not None:
@@ -192,13 +206,16 @@ class TextToImagePipeline(LoraLoaderMixin):
         truncation = index.get("truncation", 1.0)
         if not isinstance(truncation, (int, float)):
             raise ModelLoadError(f"{folder / MODEL_INDEX}: truncation must be a number, got {truncation!r}")
+        guidance_scale = index.get("guidance_scale", 1.0)
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+            raise ModelLoadError(f"{folder / MODEL_INDEX}: guidance_scale must be a number, got {guidance_scale!r}")
         generator = _generator_class(folder / "generator").from_pretrained(folder / "generator")
         text_encoder = load_text_encoder(read_json_object(folder / "text_encoder" / "config.json"))
         if text_encoder.dim != generator.config.text_dim:
             raise ModelLoadError(f"{folder}: text encoder gives {text_encoder.dim}-d embeddings, the generator wants {generator.config.text_dim}")
         checker = SafetyChecker.from_pretrained(folder / SAFETY_CHECKER) if (folder / SAFETY_CHECKER).is_dir() else None
         pipe = cls(generator, text_encoder, truncation=float(truncation), training_words=_read_training_words(folder),
-                   safety_checker=checker)
+                   safety_checker=checker, guidance_scale=float(guidance_scale))
         if backend == "compile":
             pipe.generator = torch.compile(generator)
         elif backend in ("onnx", "onnx-int8"):
@@ -206,6 +223,12 @@ class TextToImagePipeline(LoraLoaderMixin):
 
             pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe, int8=backend == "onnx-int8")
         return pipe
+
+
+def check_guidance_scale(scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 10:
+        raise ConfigError(f"guidance_scale must be a number from 0 to 10 (1: the caption as it is), got {scale!r}")
+    return float(scale)
 
 
 def _generator_class(folder: Path) -> type:

@@ -8,6 +8,11 @@ discriminator from the base's latest checkpoint. With `method="lora"` the base g
 frozen and only low-rank adapters train (limner.models.lora); the output folder then holds the
 adapter alone, in the PEFT layout, loaded onto the base with `pipe.load_lora(folder)`. With
 `method="full"` every weight trains and the output is a whole model folder.
+
+Prior preservation (`preservation_weight`, on by default for lora and full): every step also draws
+captions of the base's own training data and pulls the adapted generator's pictures of them
+towards the frozen base's, from the same noise, so that what the new images are not about (the
+other styles, the other concepts) stays as the base drew it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from limner.models import lora
 from limner.text import load_text_encoder
 from limner.text.learned_words import LEARNED_WORDS
 from limner.training.checkpoint import latest_good_checkpoint
-from limner.training.data import load_training_data
+from limner.data import ImageFolder
+from limner.training.data import load_training_data, resolve_data_dir
+from limner.training.losses import preservation_loss
 from limner.training.gan_config import GANTrainConfig
 from limner.training.gan_step import GANModels, GANOptimizers
 from limner.training.presets import load_train_config
@@ -60,6 +67,11 @@ class FinetuneConfig(GANTrainConfig):
     lora_discriminator: bool = False       # adapters on the discriminator too, instead of training all of it
     token: str = ""                        # textual-inversion: the new word the captions use, e.g. "<my-style>"
     initializer_word: str = "style"        # textual-inversion: the learned word starts at this word's embedding
+    # lora and full: L1 towards the frozen base's pictures of the base's own captions (0: off), on
+    # this many of them (drawn once, seeded) and this many images a step
+    preservation_weight: float = 10.0
+    preservation_captions: int = 2000
+    preservation_batch_size: int = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +83,9 @@ class FinetuneConfig(GANTrainConfig):
             raise ConfigError(f"lora_rank must be at least 1, got {self.lora_rank}")
         if self.resume_from_checkpoint:
             raise ConfigError("a fine-tune does not resume; it is minutes long: run it again")
+        if self.preservation_weight < 0 or self.preservation_captions < 1 or self.preservation_batch_size < 1:
+            raise ConfigError("preservation_weight must be 0 (off) or positive, preservation_captions and preservation_batch_size "
+                              f"at least 1; got {self.preservation_weight}, {self.preservation_captions}, {self.preservation_batch_size}")
         if self.method == "textual-inversion" and not self.token.strip():
             raise ConfigError('textual-inversion needs token: the new word your captions use, e.g. "<my-style>"')
 
@@ -113,10 +128,13 @@ class FinetuneTrainer(Trainer):
 
     def _load_data(self):
         """The new images, read with the base's own text encoder (the generator knows no other)."""
-        base = Path(self.config.base_model_dir)
-        encoder = load_text_encoder(json.loads((base / "text_encoder" / "config.json").read_text()))
-        text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress, text_encoder=encoder)
+        text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress,
+                                                              text_encoder=self._base_text_encoder())
         return text_encoder, data
+
+    def _base_text_encoder(self):
+        base = Path(self.config.base_model_dir)
+        return load_text_encoder(json.loads((base / "text_encoder" / "config.json").read_text()))
 
     def _build_models(self) -> GANModels:
         base = Path(self.config.base_model_dir)
@@ -132,6 +150,8 @@ class FinetuneTrainer(Trainer):
             discriminator.text_norm.fit(self.data.sentence_table)
         generator.train(), discriminator.train()
         self.base_parameters = sum(p.numel() for p in generator.parameters())
+        self.preserved = self._preserved_captions() if self._preserving() else None
+        self.base_generator = copy.deepcopy(generator).eval().requires_grad_(False).to(self.dist.device) if self._preserving() else None
         if self.config.method == "lora":
             self.lora_config = lora.add_lora(generator, rank=self.config.lora_rank, alpha=self.config.lora_alpha)
             if self.config.lora_discriminator:
@@ -140,13 +160,60 @@ class FinetuneTrainer(Trainer):
         ema = copy.deepcopy(generator).eval().requires_grad_(False)
         return GANModels(generator, discriminator, ema)
 
+    def _preserving(self) -> bool:
+        return self.config.preservation_weight > 0 and self.config.method != "textual-inversion"
+
+    def _preserved_captions(self) -> torch.Tensor:
+        """(N, D): embeddings of up to preservation_captions captions of the base's training data."""
+        base = Path(self.config.base_model_dir)
+        data_dir = resolve_data_dir(_saved_config(base / "training_config.json"))
+        try:
+            captions = sorted({caption for record in ImageFolder(data_dir, "train").records for caption in record.captions})
+        except (OSError, DataError) as err:
+            raise ConfigError(f"prior preservation reads the base's own training captions from {data_dir}, which cannot be read "
+                              f"({err}); put the data back, or turn it off with preservation_weight 0") from err
+        chosen = torch.randperm(len(captions), generator=torch.Generator().manual_seed(self.config.seed))[: self.config.preservation_captions]
+        log.info("prior preservation on %d of the base's %d training captions (%s)", len(chosen), len(captions), data_dir)
+        with torch.no_grad():
+            return torch.cat([self.text_encoder.encode([captions[i] for i in chosen[start : start + 256].tolist()]).sentence
+                              for start in range(0, len(chosen), 256)])
+
+    def _train_one_step(self) -> dict[str, float]:
+        logs = super()._train_one_step()
+        if self.preserved is not None:
+            logs["preserve"] = self._preservation_step()
+        return logs
+
+    def _preservation_step(self) -> float:
+        """One generator update towards the frozen base's pictures of the base's own captions."""
+        rng, device, generator = self.sampler_rng, self.dist.device, self.models.generator
+        ids = torch.randint(len(self.preserved), (self.config.preservation_batch_size,), generator=rng)
+        noise = torch.randn(len(ids), generator.config.noise_dim, generator=rng).to(device)
+        sentence = self.preserved[ids].to(device)
+        with torch.no_grad():
+            target = self.base_generator(noise, sentence)
+        loss = self.config.preservation_weight * preservation_loss(generator(noise, sentence), target)
+        self.optimizers.generator.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers.generator.step()
+        return float(loss.detach())
+
     def _build_optimizers(self) -> GANOptimizers:
-        betas = (self.config.adam_beta1, self.config.adam_beta2)
         trained = [p for p in self.models.generator.parameters() if p.requires_grad]
-        trained_d = [p for p in self.models.discriminator.parameters() if p.requires_grad]
         log.info("fine-tuning %d of the generator's %d parameters (%s)", sum(p.numel() for p in trained), self.base_parameters, self.config.method)
+        return self._optimizers(trained)
+
+    def _optimizers(self, trained: list[torch.nn.Parameter]) -> GANOptimizers:
+        """Adam on `trained` and on the discriminator's trainable weights."""
+        betas = (self.config.adam_beta1, self.config.adam_beta2)
+        trained_d = [p for p in self.models.discriminator.parameters() if p.requires_grad]
         return GANOptimizers(torch.optim.Adam(trained, lr=self.config.learning_rate, betas=betas),
                              torch.optim.Adam(trained_d, lr=self.config.discriminator_learning_rate, betas=betas))
+
+    def _write_info(self, **extra) -> None:
+        info = {"base_model_dir": str(Path(self.config.base_model_dir).resolve()), "method": self.config.method, "steps": self.step,
+                "trainable_parameters": self.trainable_parameters(), "base_parameters": self.base_parameters, **extra}
+        (self.output_dir / FINETUNE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
     def _maybe_resume(self) -> int:
         return 0
@@ -174,10 +241,7 @@ class FinetuneTrainer(Trainer):
         else:
             base = lora.base_fingerprint(self.models.ema, self.text_encoder)
             lora.save_lora(self.models.ema, self.output_dir, self.lora_config, base=base)
-        info = {"base_model_dir": str(Path(self.config.base_model_dir).resolve()), "method": self.config.method, "steps": self.step,
-                "trainable_parameters": self.trainable_parameters(), "base_parameters": self.base_parameters,
-                "lora_rank": self.config.lora_rank if self.config.method == "lora" else None}
-        (self.output_dir / FINETUNE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        self._write_info(lora_rank=self.config.lora_rank if self.config.method == "lora" else None)
 
     def _final_scores(self) -> dict | None:
         return None
@@ -190,8 +254,7 @@ class TextualInversionTrainer(FinetuneTrainer):
     def _load_data(self):
         from limner.text.learned_words import LearnedWordsEncoder, word_vector
 
-        base = Path(self.config.base_model_dir)
-        encoder = load_text_encoder(json.loads((base / "text_encoder" / "config.json").read_text()))
+        encoder = self._base_text_encoder()
         start = word_vector(encoder, self.config.initializer_word) if hasattr(encoder, "tokenizer") else torch.zeros(0)
         self.learned = LearnedWordsEncoder(encoder, {self.config.token: torch.nn.Parameter(start)})
         text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress, text_encoder=self.learned)
@@ -210,10 +273,8 @@ class TextualInversionTrainer(FinetuneTrainer):
         return self.learned.vectors[self.config.token]
 
     def _build_optimizers(self) -> GANOptimizers:
-        betas = (self.config.adam_beta1, self.config.adam_beta2)
         log.info("textual inversion: learning %s (%d numbers), starting from %r", self.config.token, self.vector.numel(), self.config.initializer_word)
-        return GANOptimizers(torch.optim.Adam([self.vector], lr=self.config.learning_rate, betas=betas),
-                             torch.optim.Adam(self.models.discriminator.parameters(), lr=self.config.discriminator_learning_rate, betas=betas))
+        return self._optimizers([self.vector])
 
     def _train_one_step(self) -> dict[str, float]:
         """The batch's captions read live through the learned word: the generator is conditioned on
@@ -238,9 +299,7 @@ class TextualInversionTrainer(FinetuneTrainer):
         (self.output_dir / f".{LEARNED_WORDS}.tmp").replace(self.output_dir / LEARNED_WORDS)
         base = lora.base_fingerprint(self.models.ema, self.learned.base)
         (self.output_dir / lora.BASE_FILE).write_text(json.dumps(base, indent=2) + "\n")
-        info = {"base_model_dir": str(Path(self.config.base_model_dir).resolve()), "method": self.config.method, "steps": self.step,
-                "token": self.config.token, "trainable_parameters": self.trainable_parameters(), "base_parameters": self.base_parameters}
-        (self.output_dir / FINETUNE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        self._write_info(token=self.config.token)
 
 
 def finetune(config: FinetuneConfig, *, progress: bool = True) -> TrainResult:

@@ -125,3 +125,10 @@ def elbo_loss(reconstruction: torch.Tensor, images: torch.Tensor, kl: torch.Tens
     reconstruction_term = (reconstruction - images).pow(2).flatten(1).sum(1).mean() / (2 * sigma**2)
     kl_term = kl.mean(0).clamp(min=free_bits).sum()
     return reconstruction_term + beta * kl_term, reconstruction_term, kl_term
+
+
+def preservation_loss(adapted: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Mean absolute pixel difference between the adapted generator's images and the frozen base's,
+    from the same noise and captions of the base's own data (prior preservation, as DreamBooth keeps
+    a class's look): what the adaptation is not about should stay as the base drew it."""
+    return (adapted - base).abs().mean()

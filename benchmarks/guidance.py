@@ -1,0 +1,87 @@
+"""Guidance scale on a trained emoji-styles model: each caption's embedding pushed `scale` times as
+far from the training captions' mean (TextToImagePipeline.guidance_scale), judged by `limner
+evaluate` on the test split cut in two halves by concept.
+
+The scale is chosen on the development half only, by a rule fixed before any figure was seen: the
+highest style accuracy on unseen combinations among the scales whose FID stays within 2x the real
+floor (the issue's FID target) and whose concept R-precision does not fall below the plain model's.
+The chosen scale and the plain model (scale 1) are then measured once on the blind half.
+
+    python benchmarks/guidance.py --model-dir outputs/benchmarks/emoji_styles_pool2_hour/model \
+        --evaluator-dir outputs/bench/evaluator --scales 1 1.5 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from corpus_cuts import read_split_rows, write_split  # benchmarks/ is on the path when run as a script
+from emoji_styles import print_row, summary_row
+from machine import sgemm_gflops
+
+from limner.data.builders import builtin_data_dir
+from limner.evaluation import evaluate
+
+
+def _half_of(concept: str) -> str:
+    """A concept's half, fixed by its name alone (so every style of a concept lands in one half)."""
+    return "development" if hashlib.sha256(concept.encode()).digest()[0] % 2 == 0 else "blind"
+
+
+def cut_halves(corpus: Path, out: Path) -> dict[str, Path]:
+    """Two copies of the corpus that share its train split and each hold half of its test concepts."""
+    train, test = read_split_rows(corpus, "train"), read_split_rows(corpus, "test")
+    folders = {}
+    for half in ("development", "blind"):
+        folder = folders[half] = out / half
+        write_split(corpus, "train", train, folder, "train")
+        write_split(corpus, "test", [row for row in test if _half_of(row["concept"]) == half], folder, "test")
+        for name in ("dataset_info.json", "README.md"):
+            if (corpus / name).is_file():
+                shutil.copy2(corpus / name, folder / name)
+    return folders
+
+
+def choose(rows: list[dict]) -> dict:
+    """The rule in the module's docstring."""
+    plain = next(row for row in rows if row["guidance_scale"] == 1.0)
+    allowed = [row for row in rows if row["fid"] <= 2 * row["fid_floor"] and row["concept_r_precision"] >= plain["concept_r_precision"]]
+    return max(allowed or [plain], key=lambda row: row["style_accuracy"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--evaluator-dir", required=True)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--output-dir", default="outputs/benchmarks/guidance")
+    args = parser.parse_args()
+    out = Path(args.output_dir)
+    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
+    halves = cut_halves(builtin_data_dir("emoji-styles", args.resolution), out / "data")
+    checkpoints = (Path(args.model_dir) / "checkpoints").glob("checkpoint-*")
+    steps = max((int(path.name.split("-")[1]) for path in checkpoints if path.name.split("-")[1].isdigit()), default=0)
+
+    def measure(scale: float, half: str) -> dict:
+        report = evaluate(args.model_dir, halves[half], args.evaluator_dir, output_dir=out / f"{half}-{scale:g}",
+                          guidance_scale=scale, progress=False)
+        row = {**summary_row(scale, steps, report), "guidance_scale": scale, "half": half}
+        print(f"{half:>11} scale {scale:g}:", end="")
+        print_row(row)
+        return row
+
+    development = [measure(scale, "development") for scale in sorted(set([1.0, *args.scales]))]
+    chosen = choose(development)
+    print(f"chosen on the development half: guidance scale {chosen['guidance_scale']:g}", flush=True)
+    blind = [measure(scale, "blind") for scale in sorted({1.0, chosen["guidance_scale"]})]
+    (out / "summary.json").write_text(json.dumps({"model": args.model_dir, "chosen": chosen["guidance_scale"],
+                                                  "development": development, "blind": blind}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
