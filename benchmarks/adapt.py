@@ -80,10 +80,12 @@ def measure(pipe: TextToImagePipeline, evaluator, folder: Path, *, seed: int = 0
     index = {name: i for i, name in enumerate(evaluator.config.styles)}
     labels = torch.tensor([index[r.columns["style"]] for r in records])
     read = evaluator.style_logits(evaluator.pooled_features(fake)).argmax(1)
+    read_real = evaluator.style_logits(evaluator.pooled_features(real)).argmax(1)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
     half_a, half_b = order[: len(order) // 2], order[len(order) // 2 :]
     return {
         "style_accuracy": round((read == labels).float().mean().item(), 4),
+        "style_accuracy_real": round((read_real == labels).float().mean().item(), 4),  # the judge on the real images
         "fid": round(distribution_metrics(evaluator, real[half_a], fake[half_b])["fid"], 2),
         "fid_floor": round(distribution_metrics(evaluator, real[half_a], real[half_b])["fid"], 2),
     }

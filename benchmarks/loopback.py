@@ -132,13 +132,27 @@ class RawConnection:
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            content = await self.reader.readexactly(int(headers.get("content-length", 0)))
+            if headers.get("transfer-encoding", "").lower() == "chunked":  # Ray's proxy answers its own 503s so
+                content = await self._read_chunks()
+            else:
+                content = await self.reader.readexactly(int(headers.get("content-length", 0)))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
             self.close()
             raise
         if headers.get("connection", "").lower() == "close":
             self.close()
         return status, headers, content
+
+    async def _read_chunks(self) -> bytes:
+        """A chunked body: hex size lines, each followed by that many bytes, up to a zero size."""
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+            if size == 0:
+                await self.reader.readuntil(b"\r\n")  # the blank line after the last chunk (no trailers sent)
+                return b"".join(parts)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readexactly(2)
 
     def close(self) -> None:
         if self.writer is not None:

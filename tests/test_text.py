@@ -103,3 +103,27 @@ def test_unknown_model_gets_a_clear_error(tmp_path):
 
     with pytest.raises(ModelLoadError, match="could not be loaded"):
         HuggingFaceTextEncoder(str(tmp_path / "no-such-model"))
+
+
+def test_encoding_from_two_threads_at_once_keeps_every_batch_whole():
+    """The server counts a prompt's tokens in a request handler while its batch worker encodes
+    padded batches; the tokenizer's own padding state must not leak from one call into the other
+    (it did: "Unable to create tensor" under load, 11 answers of 500 in benchmarks/serve_load.py)."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    from limner.text.anchored import AnchoredWordEncoder
+
+    captions = ["a red circle", "a much longer caption about a small blue square in the top left corner"]
+    minilm = AnchoredWordEncoder.from_captions(captions)  # the shapes preset's encoder: encoding is little but tokenizing
+
+    def encode_many():
+        return [minilm.encode(captions).sentence.shape for _ in range(2000)]
+
+    def count_many():
+        return [minilm.token_count("a red circle") for _ in range(4000)]
+
+    with ThreadPoolExecutor(2) as pool:
+        shapes, counts = pool.submit(encode_many), pool.submit(count_many)
+        assert set(shapes.result()) == {(2, minilm.dim)} and set(counts.result()) == {5}
+    assert pickle.loads(pickle.dumps(minilm)).encode(captions).sentence.shape == (2, minilm.dim)

@@ -160,14 +160,16 @@ def heat_overlay(image: torch.Tensor, heat: torch.Tensor, *, scale: float) -> Im
 
 def explain_page(pipe: TextToImagePipeline, prompt: str, *, seeds: int = 6, seed: int = 0, other_prompt: str | None = None,
                  scale: int = 2) -> tuple[Image.Image, list[Attribution]]:
-    """One picture: the prompt's samples; per word its heat map, then the samples without it; a
+    """One picture: the prompt's samples; per word its change map and its added map, then the samples without it; a
     noise walk; and, with `other_prompt`, the interpolation towards it. Also the attributions."""
     full, found = attribute_words(pipe, prompt, seeds=seeds, seed=seed)
     top = max((a.heat.max().item() for a in found), default=1.0)
+    top_added = max((a.added.max().item() for a in found), default=1.0)
     blank = Image.new("RGB", (pipe.resolution, pipe.resolution), (255, 255, 255))
-    sections = [([blank, *to_pil(full)], f'"{prompt}"')]
+    sections = [([blank, blank, *to_pil(full)], f'"{prompt}"  (per word: where it changes, where it adds, then without it)')]
     for attribution in sorted(found, key=lambda a: -a.score):
-        tiles = [heat_overlay(full[0], attribution.heat, scale=top), *to_pil(attribution.images)]
+        tiles = [heat_overlay(full[0], attribution.heat, scale=top), heat_overlay(full[0], attribution.added, scale=top_added),
+                 *to_pil(attribution.images)]
         sections.append((tiles, f'without "{attribution.words}": {attribution.score:.3f}'))
     walk = noise_walk(pipe, prompt, steps=seeds + 1, seed=seed)
     sections.append((to_pil(walk), "noise walk"))

@@ -33,6 +33,9 @@ class RayServeConfig:
     max_replicas: int = 2
     target_ongoing_requests: float = 2.0  # per replica: the autoscaler adds replicas above it, removes them below
     max_ongoing_requests: int = 16       # per replica; beyond it requests wait in the proxy
+    # requests that may wait in the proxy for a replica; beyond it Ray answers 503 at once (backpressure)
+    # instead of letting every client wait (an overload of 10x the clients otherwise waits 20-30 s each)
+    max_queued_requests: int = 64
     replica_cpus: float = 1.0            # CPUs Ray reserves for each replica (and torch threads in it)
     upscale_delay_s: float = 5.0
     downscale_delay_s: float = 30.0
@@ -44,7 +47,7 @@ class RayServeConfig:
             raise ConfigError(f"min_replicas must be 0 or more, got {self.min_replicas}")
         if self.max_replicas < max(1, self.min_replicas):
             raise ConfigError(f"max_replicas must be at least 1 and at least min_replicas ({self.min_replicas}), got {self.max_replicas}")
-        for name in ("target_ongoing_requests", "max_ongoing_requests", "replica_cpus", "connect_timeout_s", "look_back_period_s"):
+        for name in ("target_ongoing_requests", "max_ongoing_requests", "max_queued_requests", "replica_cpus", "connect_timeout_s", "look_back_period_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("upscale_delay_s", "downscale_delay_s"):
@@ -122,6 +125,7 @@ def limner_application(model_folders: dict[str, str], backend: str, serve_config
     deployment = serve.deployment(
         serve.ingress()(LimnerReplica), name=DEPLOYMENT_NAME,
         autoscaling_config=ray_config.autoscaling_config(), max_ongoing_requests=ray_config.max_ongoing_requests,
+        max_queued_requests=ray_config.max_queued_requests,
         ray_actor_options={"num_cpus": ray_config.replica_cpus},
     )
     threads = max(1, int(ray_config.replica_cpus))

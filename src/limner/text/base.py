@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -41,14 +42,27 @@ class TextEncoder:
     def token_count(self, caption: str) -> int | None:
         """Tokens in the caption before any cut (None where the encoder has no tokenizer)."""
         tokenizer = getattr(self, "tokenizer", None)
-        return None if tokenizer is None else len(tokenizer(caption)["input_ids"])
+        if tokenizer is None:
+            return None
+        with self._tokenizer_lock:
+            return len(tokenizer(caption)["input_ids"])
 
     def encode(self, captions: Sequence[str]) -> TextEmbeddings:
         captions = list(captions)
         if not captions:
             raise ConfigError("encode() needs at least one caption")
-        with torch.no_grad():
+        with torch.no_grad(), self._tokenizer_lock:
             return self._encode(captions)
+
+    @property
+    def _tokenizer_lock(self) -> threading.RLock:
+        """One caller at a time: a Hugging Face fast tokenizer keeps its padding and truncation
+        settings on itself, so a call without padding (token_count, from a request handler) while
+        another thread encodes a padded batch (the server's batch worker) breaks that batch."""
+        return self.__dict__.setdefault("_lock", threading.RLock())
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}  # a lock does not pickle
 
     def _encode(self, captions: list[str]) -> TextEmbeddings:
         raise NotImplementedError
