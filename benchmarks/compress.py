@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -104,20 +105,28 @@ def quality_emoji(folder: Path, backend: str, evaluator_dir: Path, out: Path, ma
     return figures
 
 
-def run(name: str, model_dir: Path, out: Path, quality, *, prune_amounts: list[float], distill_minutes: float) -> list[dict]:
-    rows = []
+def run(name: str, model_dir: Path, out: Path, quality, *, prune_amounts: list[float], distill_minutes: float,
+        rounds: int = 3) -> list[dict]:
+    """Each variant's size and quality, then its speed: `rounds` rounds that time every variant in
+    turn, each variant's figure the median of its rounds (the machine's speed drifts within a run;
+    interleaving puts every variant under the same drift)."""
+    rows, pipes = [], []
     for variant, (folder, backend) in prepare(model_dir, out / "variants", prune_amounts=prune_amounts, distill_minutes=distill_minutes).items():
         pipe = TextToImagePipeline.from_pretrained(folder, backend=backend)
-        row = {"model": name, "variant": variant, "size_mb": round(size_mb(folder, backend), 2),
-               "images_per_second_batch_1": round(images_per_second(pipe, 1), 1),
-               "images_per_second_batch_64": round(images_per_second(pipe, 64), 1), **quality(folder, backend, pipe)}
+        row = {"model": name, "variant": variant, "size_mb": round(size_mb(folder, backend), 2), **quality(folder, backend, pipe)}
         if backend == "onnx-int8":
             row["int8_mean_abs_diff"] = json.loads((folder / ONNX_FOLDER / "export.json").read_text())["int8"]["mean_abs_diff"]
         rows.append(row)
-        print("  " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+        pipes.append(pipe)
+    for batch in (1, 64):
+        timings = [[images_per_second(pipe, batch, seconds=3.0) for pipe in pipes] for _ in range(rounds)]
+        for index, row in enumerate(rows):
+            row[f"images_per_second_batch_{batch}"] = round(statistics.median(t[index] for t in timings), 1)
+            row[f"images_per_second_batch_{batch}_rounds"] = [round(t[index], 1) for t in timings]
     base = next(r for r in rows if r["variant"] == "onnx")
     for row in rows:
         row["speedup_vs_onnx_fp32_batch_64"] = round(row["images_per_second_batch_64"] / base["images_per_second_batch_64"], 2)
+        print("  " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return rows
 
 
