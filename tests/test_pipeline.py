@@ -100,3 +100,28 @@ def test_guidance_scale_pushes_captions_from_the_training_mean_and_travels_with_
     for bad in (-1, 11, "2", True):
         with pytest.raises(ConfigError, match="guidance_scale"):
             TextToImagePipeline(pipe.generator, pipe.text_encoder, guidance_scale=bad)
+
+
+def test_one_prompts_images_take_the_noise_codes_in_turn():
+    from limner.models import Generator
+    from limner.models.gan import noise_code, spread_codes
+    from tests.conftest import tiny_generator_config
+
+    noise = torch.randn(12, 8, generator=torch.Generator().manual_seed(1))
+    spread = spread_codes(noise, 6, 4, torch.Generator().manual_seed(2))
+    for group in spread.split(6):
+        assert set(noise_code(group, 4).tolist()) == {0, 1, 2, 3}  # 6 images: all 4 codes
+    assert torch.equal(spread[:, 4:], noise[:, 4:])
+    assert torch.equal(spread[:, :4].sort(dim=1).values, noise[:, :4].sort(dim=1).values)  # the same values, moved
+    with pytest.raises(ValueError, match="groups of 5"):
+        spread_codes(noise, 5, 4)
+
+    encoder = tiny_pipeline().text_encoder
+    generator = Generator(tiny_generator_config(text_dim=encoder.dim, noise_codes=4))
+    pipe = TextToImagePipeline(generator, encoder)
+    images = pipe.generate_tensors(["a red circle"], num_images_per_prompt=4, seed=3)
+    batched = pipe.generate_batch([GenerationRequest("a blue square", 2, seed=9), GenerationRequest("a red circle", 4, seed=3)])[1]
+    assert torch.allclose(images, batched, atol=1e-5)  # a request in a batch still draws what it draws alone
+    alone = images
+    pipe.spread_codes = False
+    assert not torch.allclose(pipe.generate_tensors(["a red circle"], num_images_per_prompt=4, seed=3), alone)

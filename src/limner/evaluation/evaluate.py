@@ -201,10 +201,11 @@ def evaluate(
     backend: str = "torch",
     progress: bool = True,
     guidance_scale: float | None = None,
+    spread_codes: bool | None = None,
 ) -> dict:
     """Score the model, write metrics.json and report.html, and return the metrics. `backend`:
     how the generator runs (TextToImagePipeline.from_pretrained's; "onnx-int8" judges the int8 export);
-    guidance_scale: the pipeline's for this evaluation (default: the model's own)."""
+    guidance_scale, spread_codes: the pipeline's for this evaluation (default: the model's own)."""
     from limner.evaluation.report import write_report
 
     started = time.perf_counter()
@@ -216,6 +217,8 @@ def evaluate(
     pipe = TextToImagePipeline.from_pretrained(model_dir, backend=backend)
     if guidance_scale is not None:
         pipe.guidance_scale = check_guidance_scale(guidance_scale)
+    if spread_codes is not None:
+        pipe.spread_codes = spread_codes
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
@@ -229,7 +232,7 @@ def evaluate(
     diverse = generate_twins(pipe, captions, diverse_ids, seed=seed + 10**6, progress=False)
     data = EvaluationSet(captions, caption_ids, real, fake, train_real, diverse, diverse_ids)
     report = {
-        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend, "guidance_scale": pipe.guidance_scale,
+        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend, "guidance_scale": pipe.guidance_scale, "spread_codes": pipe.spread_codes,
         **_sample_sizes(data, len(captions), diversity_images_per_prompt),
         "feature_network": {
             "name": "limner evaluator (trained on this dataset's real images; never a generator loss)",

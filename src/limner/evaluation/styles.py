@@ -76,7 +76,7 @@ def style_free_figures(evaluator: DualEncoder, pipe: TextToImagePipeline, data_d
     the same over every real image of the concept (train and test)."""
     order = torch.randperm(len(concepts), generator=torch.Generator().manual_seed(seed))[:prompts]
     chosen = [concepts[i] for i in order.tolist()]
-    generated = pipe.generate_tensors([c for c in chosen for _ in range(samples)], seed=seed + 7)
+    generated = pipe.generate_tensors(chosen, num_images_per_prompt=samples, seed=seed + 7)  # grouped by prompt
     ids = torch.arange(len(chosen)).repeat_interleave(samples)
     features = evaluator.pooled_features(generated)
     real_images, real_ids = _real_images_of(data_dir, chosen, evaluator.config.resolution)

@@ -179,6 +179,27 @@ def with_code(noise: torch.Tensor, code: torch.Tensor | int, codes: int) -> torc
     return torch.cat([head, noise[:, codes:]], dim=1)
 
 
+def spread_codes(noise: torch.Tensor, group: int, codes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """noise (B, Z), B a multiple of `group` (rows grouped by prompt): within each group the codes
+    (see coded_noise) take turns from a random start instead of each being drawn alone, so that n
+    images of one prompt show min(n, codes) different codes. Each row's largest code entry trades
+    places with its assigned code's entry: the entries keep their values, and a lone image's code
+    stays uniform."""
+    if codes == 0:
+        return noise
+    if noise.shape[0] % group:
+        raise ValueError(f"{noise.shape[0]} noise rows do not split into groups of {group}")
+    start = torch.randint(codes, (noise.shape[0] // group, 1), generator=generator)
+    wanted = ((start + torch.arange(group)) % codes).flatten().to(noise.device)  # (B,)
+    head = noise[:, :codes].clone()
+    rows = torch.arange(noise.shape[0], device=noise.device)
+    current = head.argmax(dim=1)
+    largest, displaced = head[rows, current].clone(), head[rows, wanted].clone()
+    head[rows, current] = displaced
+    head[rows, wanted] = largest
+    return torch.cat([head, noise[:, codes:]], dim=1)
+
+
 def noise_code(noise: torch.Tensor, codes: int) -> torch.Tensor:
     """noise (B, Z) -> the code (B,) each noise chooses."""
     return noise[:, :codes].argmax(dim=1)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
+from limner.models.gan import spread_codes
 from limner.pipelines.adapters import LoraLoaderMixin
 from limner.text import TextEncoder, load_text_encoder
 from limner.pipelines.safety_checker import SafetyChecker, blank_flagged
@@ -57,12 +58,14 @@ class TextToImagePipeline(LoraLoaderMixin):
 
     def __init__(self, generator: Generator, text_encoder: TextEncoder, *, truncation: float = 1.0, max_batch_size: int = 64,
                  training_words: Iterable[str] | None = None, safety_checker: "SafetyChecker | None" = None,
-                 guidance_scale: float = 1.0):
+                 guidance_scale: float = 1.0, spread_codes: bool = True):
         self.generator = generator.eval()
         # the training captions' mean embedding, the centre that guidance_scale pushes away from (None: no such statistic)
         norm = getattr(generator, "text_norm", None)
         self.caption_centre = None if norm is None else norm.mean.detach().clone()
         self.guidance_scale = check_guidance_scale(guidance_scale)
+        # a generator with noise codes: one prompt's images take the codes in turn (models.gan.spread_codes)
+        self.spread_codes = spread_codes
         # flags unwanted pictures, which are then drawn blank (limner.pipelines.safety_checker); None: no check
         self.safety_checker = safety_checker
         self.text_encoder = text_encoder
@@ -118,7 +121,7 @@ class TextToImagePipeline(LoraLoaderMixin):
             truncation=self.truncation if truncation is None else truncation,
             generator=rng,
         )
-        return self._run_generator(noise, sentence)
+        return self._run_generator(self._spread(noise, num_images_per_prompt, rng), sentence)
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[torch.Tensor]:
@@ -135,15 +138,19 @@ class TextToImagePipeline(LoraLoaderMixin):
             raise ConfigError("prompts must be non-empty strings")
         table = dict(zip(prompts, self.guided(self.text_encoder.encode(prompts).sentence)))
         sentence = torch.stack([table[r.prompt] for r in requests for _ in range(r.num_images)])  # (N, D)
-        noise = torch.cat([
-            truncated_noise(
-                (r.num_images, self.generator.config.noise_dim),
-                truncation=self.truncation if r.truncation is None else r.truncation,
-                generator=torch.Generator().manual_seed(r.seed if r.seed is not None else secrets.randbits(63)),
-            )
-            for r in requests
-        ])
+        noise = torch.cat([self._request_noise(r) for r in requests])
         return list(self._run_generator(noise, sentence).split([r.num_images for r in requests]))
+
+    def _request_noise(self, request: GenerationRequest) -> torch.Tensor:
+        """A request's noise from its own seed: what generate_tensors draws for it alone."""
+        rng = torch.Generator().manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
+        noise = truncated_noise((request.num_images, self.generator.config.noise_dim),
+                                truncation=self.truncation if request.truncation is None else request.truncation, generator=rng)
+        return self._spread(noise, request.num_images, rng)
+
+    def _spread(self, noise: torch.Tensor, per_prompt: int, rng: torch.Generator) -> torch.Tensor:
+        codes = getattr(self.generator.config, "noise_codes", 0)
+        return spread_codes(noise, per_prompt, codes, rng) if self.spread_codes and codes else noise
 
     def guided(self, sentence: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings (N, D) pushed `guidance_scale` times as far from the training captions'
