@@ -195,6 +195,7 @@ class FinetuneTrainer(Trainer):
         loss = self.config.preservation_weight * preservation_loss(generator(noise, sentence), target)
         self.optimizers.generator.zero_grad(set_to_none=True)
         loss.backward()
+        self.dist.average_gradients(generator)  # data-parallel runs stay in step (every process drew the same batch)
         self.optimizers.generator.step()
         return float(loss.detach())
 
