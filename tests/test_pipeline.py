@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from limner.errors import ModelLoadError
+from limner.errors import ConfigError, ModelLoadError
 from limner.pipelines import GenerationRequest, TextToImagePipeline
 from limner.utils.images import images_equal
 from tests.conftest import tiny_pipeline
@@ -79,7 +79,6 @@ def test_tampered_model_folders_are_refused_clearly(pipe, tmp_path):
 
 
 def test_guidance_scale_pushes_captions_from_the_training_mean_and_travels_with_the_model(pipe, tmp_path):
-    from limner.errors import ConfigError
 
     pipe.generator.text_norm.mean.normal_(generator=torch.Generator().manual_seed(0))
     pipe = TextToImagePipeline(pipe.generator, pipe.text_encoder)  # reads the fitted mean as its centre
@@ -125,3 +124,27 @@ def test_one_prompts_images_take_the_noise_codes_in_turn():
     alone = images
     pipe.spread_codes = False
     assert not torch.allclose(pipe.generate_tensors(["a red circle"], num_images_per_prompt=4, seed=3), alone)
+
+
+def test_a_noise_code_is_chosen_by_number_or_by_the_name_training_gave_it(tmp_path):
+    from limner.models import Generator
+    from tests.conftest import tiny_generator_config
+
+    encoder = tiny_pipeline().text_encoder
+    names = ("fluent", "google", "openmoji", "twitter")
+    generator = Generator(tiny_generator_config(text_dim=encoder.dim, noise_codes=4, noise_code_names=names))
+    TextToImagePipeline(generator, encoder).save_pretrained(tmp_path / "model")
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "model")
+    assert pipe.code_names == names  # the names survive saving
+    by_name = pipe.generate_tensors("a red circle", num_images_per_prompt=3, seed=1, code="openmoji")
+    assert torch.equal(by_name, pipe.generate_tensors("a red circle", num_images_per_prompt=3, seed=1, code=2))
+    assert torch.equal(by_name, pipe.generate_tensors("a red circle", num_images_per_prompt=3, seed=1, code="2"))
+    assert not torch.allclose(by_name, pipe.generate_tensors("a red circle", num_images_per_prompt=3, seed=1, code="google"))
+    for bad, message in (("watercolour", "named 'fluent', 'google'"), (4, "0 to 3"), (-1, "0 to 3"), (True, "0 to 3")):
+        with pytest.raises(ConfigError, match=message):
+            pipe.generate_tensors("a red circle", code=bad)
+    plain = TextToImagePipeline(Generator(tiny_generator_config(text_dim=encoder.dim)), encoder)
+    with pytest.raises(ConfigError, match="no noise codes"):
+        plain("a red circle", code=0)
+    with pytest.raises(ConfigError, match="noise_code_names names 2 codes"):
+        tiny_generator_config(noise_codes=4, noise_code_names=("a", "b"))

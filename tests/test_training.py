@@ -325,13 +325,19 @@ def test_nearest_noise_picks_the_candidate_whose_image_is_nearest():
     assert torch.equal(chosen[0], candidates[2, 0]) and torch.equal(chosen[1], candidates[0, 1])
 
 
+def _four_corner_looks() -> torch.Tensor:
+    """(4, 3, 32, 32): one caption's four real looks, a square in each corner."""
+    looks = torch.full((4, 3, 32, 32), -0.8)
+    for index, (row, column) in enumerate([(2, 2), (2, 18), (18, 2), (18, 18)]):
+        looks[index, index % 3, row:row + 12, column:column + 12] = 0.8
+    return looks
+
+
 def test_noise_codes_each_settle_on_one_look_when_every_code_is_tried():
     """One caption, four real looks (a square in each corner). With four discrete codes, every code
     tried for each real image and only the nearest pulled (multiple-choice learning), the codes
     divide the looks among them: each code draws its own look, whatever the rest of the noise."""
-    looks = torch.full((4, 3, 32, 32), -0.8)
-    for index, (row, column) in enumerate([(2, 2), (2, 18), (18, 2), (18, 18)]):
-        looks[index, index % 3, row:row + 12, column:column + 12] = 0.8
+    looks = _four_corner_looks()
     target = looks.repeat(2, 1, 1, 1)  # (8, 3, 32, 32)
     captions = torch.eye(12)[:1].repeat(8, 1)
     models, optimizers = _models(noise_codes=4)
@@ -420,3 +426,81 @@ def test_training_with_the_latent_encoder_checkpoints_and_resumes_it(tiny_shapes
     assert all(torch.equal(saved[name], value) for name, value in resumed.models.latent_encoder.state_dict().items())
     with pytest.raises(ConfigError, match="reconstruction_best_of 1"):
         build_train_config(None, {"latent_encoder_dims": 2, "reconstruction_weight": 1.0, "reconstruction_best_of": 2})
+
+
+def test_tied_codes_take_each_labelled_images_code_and_leave_the_rest_drawn():
+    from limner.training.gan_step import tie_codes
+    noise, pair_noise = torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    batch = GANBatch(torch.zeros(4, 3, 8, 8), torch.zeros(4, 12), torch.zeros(4, 12), noise.clone(), pair_noise=pair_noise.clone(),
+                     search_noise=other_codes(pair_noise, 4), search_rows=torch.tensor([True, True, True, False]))
+    labels, shared = torch.tensor([2, -1, 0, 3]), torch.tensor([True, True, True, False])
+    tie_codes(batch, labels, shared, 4)
+    assert noise_code(batch.noise, 4)[[0, 2]].tolist() == [2, 0] and noise_code(batch.pair_noise, 4)[[0, 2]].tolist() == [2, 0]
+    assert torch.equal(batch.noise[[1, 3]], noise[[1, 3]]) and torch.equal(batch.pair_noise[[1, 3]], pair_noise[[1, 3]])  # unlabelled, or one image
+    assert torch.equal(batch.noise[:, 4:], noise[:, 4:])  # the rest of each noise kept
+    assert batch.search_rows.tolist() == [False, True, False, False]  # only the unlabelled shared caption is still searched
+
+
+def test_tied_codes_each_learn_their_labels_look():
+    """One caption, four real looks labelled 0-3 (a square in each corner). With the codes tied to the
+    labels, code k draws look k: not a permutation found by the search, the labelled one."""
+    from limner.training.gan_step import tie_codes
+    looks = _four_corner_looks()
+    target, labels = looks.repeat(2, 1, 1, 1), torch.arange(4).repeat(2)
+    captions = torch.eye(12)[:1].repeat(8, 1)
+    models, optimizers = _models(noise_codes=4)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        pair_noise = torch.randn(8, 8, generator=rng)
+        batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
+                         pair_noise=pair_noise, search_noise=other_codes(pair_noise, 4), search_rows=torch.ones(8, dtype=torch.bool))
+        tie_codes(batch, labels, torch.ones(8, dtype=torch.bool), 4)
+        gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_best_of_two=True)
+    with torch.no_grad():
+        tail = torch.randn(1, 8, generator=torch.Generator().manual_seed(7))
+        drawn = torch.cat([models.generator(with_code(tail, code, 4), captions[:1]) for code in range(4)])
+        errors = (drawn[:, None] - looks[None]).abs().flatten(2).mean(2)  # (code, look)
+        assert errors.argmin(1).tolist() == [0, 1, 2, 3], errors
+
+
+def test_codes_tie_to_a_metadata_column_or_say_what_is_wrong():
+    from limner.training.data import CaptionedImages, column_codes
+    data = CaptionedImages(images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), captions=["a"], sentence_table=torch.zeros(1, 4),
+                           caption_ids=torch.zeros(4, dtype=torch.long), offsets=torch.arange(4), counts=torch.ones(4, dtype=torch.long),
+                           columns=[{"style": "twitter"}, {"style": "google"}, {}, {"style": "twitter", "concept": "heart"}])
+    names, codes = column_codes(data, "style")
+    assert names == ("google", "twitter") and codes.tolist() == [1, 0, -1, 1]
+    with pytest.raises(ConfigError, match="no training image has that metadata column .*concept, style"):
+        column_codes(data, "colour")
+    with pytest.raises(ConfigError, match="needs generator.noise_codes"):
+        build_train_config(None, {"noise_code_column": "style"})
+
+
+def _styled_folder(root):
+    """A tiny imagefolder with a style column: one concept drawn in two styles, each image with a
+    styled and a style-free caption, so the style-free caption is shared."""
+    import json
+    from PIL import Image
+    split = root / "train"
+    split.mkdir(parents=True)
+    lines = []
+    for index in range(8):
+        style = ("plain", "outlined")[index % 2]
+        Image.new("RGB", (32, 32), (200, 40 * index, 90 if index % 2 else 10)).save(split / f"{index}.png")
+        lines.append(json.dumps({"file_name": f"{index}.png", "text": [f"dot {index // 2}, {style} style", f"dot {index // 2}"], "style": style}))
+    (split / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_training_ties_the_codes_to_a_column_and_saves_their_names(tmp_path):
+    data = _styled_folder(tmp_path / "styled")
+    from tests.conftest import TINY_GENERATOR
+    tied = {"generator": {**TINY_GENERATOR, "noise_codes": 2}, "noise_code_column": "style",
+            "reconstruction_weight": 1.0, "reconstruction_best_of": 2}
+    config = build_train_config(None, tiny_train_overrides(data, tmp_path / "out", **tied, max_train_steps=2))
+    Trainer(config, progress=False).train()
+    from limner.pipelines import TextToImagePipeline
+    assert TextToImagePipeline.from_pretrained(tmp_path / "out").code_names == ("outlined", "plain")
+    tied["generator"]["noise_codes"] = 3
+    with pytest.raises(ConfigError, match=r"'style' has 2 values \(outlined, plain\) but generator.noise_codes is 3"):
+        Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "out3", **tied)), progress=False)

@@ -18,6 +18,9 @@ def add_parsers(commands) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--truncation", type=float, default=None, help="noise truncation (default: the model's)")
     generate.add_argument("--guidance-scale", type=float, default=None, help="how far each caption is pushed from the training captions' mean: above 1 exaggerates what sets it apart (its concept, its style); default: the model's (1)")
+    generate.add_argument("--code", default=None, metavar="CODE",
+                          help="draw every image from this noise code: its name where training tied the codes to a column "
+                               "(e.g. twitter, with noise_code_column style) or its number; default: the codes in turn")
     generate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
     generate.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
                           help="an adapter from `limner finetune` at a scale (default 1); repeat to combine several")
@@ -77,10 +80,12 @@ def run_generate(args: argparse.Namespace) -> int:
         pipe.load_lora(*parse_adapter_spec(spec))
     for folder in args.textual_inversion:
         pipe.load_textual_inversion(folder)
-    images = pipe(args.prompts, num_images_per_prompt=args.num_images, seed=args.seed, truncation=args.truncation)
+    images = pipe(args.prompts, num_images_per_prompt=args.num_images, seed=args.seed, truncation=args.truncation, code=args.code)
     scale = max(1, 96 // images[0].width)
     grid = make_grid(images, args.num_images, row_labels=args.prompts if len(args.prompts) > 1 else None, scale=scale)
     metadata = {"prompt": " | ".join(args.prompts), "seed": args.seed, "model": str(Path(args.model_dir).resolve())}
+    if args.code is not None:
+        metadata["code"] = args.code
     save_png(grid, args.output, metadata)
     print(f"wrote {args.output} ({len(images)} images)")
     return 0

@@ -60,11 +60,17 @@ class GeneratorConfig:
     # can then try every code for a real image and pull only the nearest (multiple-choice learning), so
     # each code settles on one of a caption's looks: an emoji name drawn in six styles gets a code per style
     noise_codes: int = 0
+    # what each code was taught to draw, when training tied the codes to a metadata column
+    # (GANTrainConfig.noise_code_column): ("fluent", "google", ...); empty when they were searched
+    noise_code_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
         if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
             raise ConfigError(f"noise_codes must be 0 (off) or 2 to noise_dim ({self.noise_dim}), got {self.noise_codes}")
+        self.noise_code_names = tuple(self.noise_code_names)
+        if self.noise_code_names and len(self.noise_code_names) != self.noise_codes:
+            raise ConfigError(f"noise_code_names names {len(self.noise_code_names)} codes, but noise_codes is {self.noise_codes}")
         if self.stage_channels and (len(self.stage_channels) != blocks + 1 or min(self.stage_channels) < 1):
             raise ConfigError(f"stage_channels needs {blocks + 1} positive entries at resolution {self.resolution}, got {self.stage_channels}")
 

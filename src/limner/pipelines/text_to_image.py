@@ -14,7 +14,7 @@ from PIL import Image
 
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator, truncated_noise
-from limner.models.gan import spread_codes
+from limner.models.gan import spread_codes, with_code
 from limner.pipelines.adapters import LoraLoaderMixin
 from limner.text import TextEncoder, load_text_encoder
 from limner.pipelines.safety_checker import SafetyChecker, blank_flagged
@@ -89,15 +89,18 @@ class TextToImagePipeline(LoraLoaderMixin):
         num_images_per_prompt: int = 1,
         seed: int | None = None,
         truncation: float | None = None,
+        code: int | str | None = None,
         return_dict: bool = False,
     ) -> list[Image.Image] | TextToImageOutput:
         """Images grouped by prompt: all of prompt 0's, then prompt 1's, ... A prompt the model may
         not understand (see prompt_warnings) is still drawn, and logged as a warning. With a safety
-        checker, flagged images come back blank (logged); return_dict=True also tells which."""
+        checker, flagged images come back blank (logged); return_dict=True also tells which. `code`:
+        every image from this one noise code (its number, or its name where training tied the codes
+        to a column, e.g. "twitter"; see code_names) instead of the codes in turn."""
         for prompt in [prompts] if isinstance(prompts, str) else prompts:
             for _, message in self.prompt_warnings(prompt) if isinstance(prompt, str) and prompt.strip() else ():
                 log.warning(message)
-        images = self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation)
+        images = self.generate_tensors(prompts, num_images_per_prompt=num_images_per_prompt, seed=seed, truncation=truncation, code=code)
         flags = None
         if self.safety_checker is not None:
             flagged = self.safety_checker(images)
@@ -107,8 +110,10 @@ class TextToImagePipeline(LoraLoaderMixin):
         return TextToImageOutput(to_pil(images), flags) if return_dict else to_pil(images)
 
     @torch.no_grad()
-    def generate_tensors(self, prompts: str | Sequence[str], *, num_images_per_prompt: int = 1, seed: int | None = None, truncation: float | None = None) -> torch.Tensor:
+    def generate_tensors(self, prompts: str | Sequence[str], *, num_images_per_prompt: int = 1, seed: int | None = None,
+                         truncation: float | None = None, code: int | str | None = None) -> torch.Tensor:
         """Like __call__, but returns (N, 3, H, W) in [-1, 1]."""
+        code = None if code is None else self.code_index(code)  # refused before any work
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
             raise ConfigError("prompts must be one or more non-empty strings")
@@ -121,7 +126,31 @@ class TextToImagePipeline(LoraLoaderMixin):
             truncation=self.truncation if truncation is None else truncation,
             generator=rng,
         )
-        return self._run_generator(self._spread(noise, num_images_per_prompt, rng), sentence)
+        noise = self._spread(noise, num_images_per_prompt, rng) if code is None else with_code(noise, code, self.generator.config.noise_codes)
+        return self._run_generator(noise, sentence)
+
+    @property
+    def code_names(self) -> tuple[str, ...]:
+        """What each noise code was taught to draw, where training tied the codes to a metadata
+        column (GANTrainConfig.noise_code_column); () otherwise."""
+        return tuple(getattr(self.generator.config, "noise_code_names", ()))
+
+    def code_index(self, code: int | str) -> int:
+        """A noise code by number or by name (code_names) -> its number; a clear error otherwise."""
+        codes = getattr(self.generator.config, "noise_codes", 0)
+        if not codes:
+            raise ConfigError("this generator has no noise codes to choose (it was trained without generator.noise_codes)")
+        names = self.code_names
+        if isinstance(code, str):
+            if code in names:
+                return names.index(code)
+            if not code.strip().isdigit():
+                known = f"its codes are named {', '.join(repr(n) for n in names)}" if names else f"its codes are numbered 0 to {codes - 1}"
+                raise ConfigError(f"unknown noise code {code!r}: {known}")
+            code = int(code)
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < codes:
+            raise ConfigError(f"noise code must be 0 to {codes - 1} (or one of its names), got {code!r}")
+        return code
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[torch.Tensor]:

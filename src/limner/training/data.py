@@ -120,8 +120,12 @@ class CaptionedImages:
 
     def sample_ids(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As `sample`, with the captions as ids into `captions` (B,) instead of embeddings."""
+        return self.sample_indexed(batch_size, rng)[1:]
+
+    def sample_indexed(self, batch_size: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As `sample_ids`, led by the images' indices (B,) into this dataset."""
         index, own = self.draw(batch_size, rng)
-        return from_uint8(self.images[index]), own, _mismatched(own, len(self.captions), rng)
+        return index, from_uint8(self.images[index]), own, _mismatched(own, len(self.captions), rng)
 
 
 class StreamingCaptionedImages:
@@ -202,6 +206,19 @@ def shared_captions(data: CaptionedImages) -> torch.Tensor:
     for caption, images in caption_owners(data).items():
         shared[caption] = len(images) >= 2
     return shared
+
+
+def column_codes(data: CaptionedImages, column: str) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The distinct values of a metadata column, sorted, and each image's index among them (N,)
+    long, -1 where the image has no value: what ties the generator's noise codes to the column."""
+    values = [str(row.get(column, "")).strip() if row else "" for row in (data.columns or [{}] * len(data))]
+    names = tuple(sorted({value for value in values if value}))
+    if not names:
+        present = sorted({key for row in data.columns or [] for key in (row or {})})
+        raise ConfigError(f"noise_code_column {column!r}: no training image has that metadata column "
+                          f"(columns present: {', '.join(present) or 'none besides file_name and text'})")
+    index = {name: i for i, name in enumerate(names)}
+    return names, torch.tensor([index.get(value, -1) for value in values])
 
 
 def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:

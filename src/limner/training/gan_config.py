@@ -46,6 +46,12 @@ class GANTrainConfig(GeneratorTrainConfig):
     # found without gradients, then drawn again with them (IMLE's search): each real look of a caption
     # then has a sample near it, so the noise has to cover all of them, not their mean
     reconstruction_best_of: int = 1
+    # with generator.noise_codes: a metadata column (e.g. "style") whose values the codes are tied to,
+    # one code per value. A caption several images share is then drawn, for each image, from the code
+    # of that image's value instead of the nearest code found by the search, so each code learns one
+    # value's look and a prompt's images taken with the codes in turn show them all. Images without
+    # the column are searched as before. "": the codes are found by the search alone
+    noise_code_column: str = ""
     # > 0: a training-only encoder reads each real image whose caption several images share and
     # proposes this many of the generator's noise entries for it; that sample is the one pulled
     # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
@@ -138,6 +144,9 @@ class GANTrainConfig(GeneratorTrainConfig):
         if self.latent_encoder_dims > 0 and (self.reconstruction_weight <= 0 or self.reconstruction_best_of != 1):
             raise ConfigError("latent_encoder_dims > 0 teaches through the reconstruction term: it needs reconstruction_weight > 0 "
                               f"and reconstruction_best_of 1 (got {self.reconstruction_weight} and {self.reconstruction_best_of})")
+        if self.noise_code_column and not self.generator.noise_codes:
+            raise ConfigError(f"noise_code_column {self.noise_code_column!r} ties the generator's noise codes to a column: "
+                              "it needs generator.noise_codes, one per value of the column")
         if self.generator.noise_codes and self.reconstruction_best_of != 2:
             raise ConfigError("generator.noise_codes are searched by the best-of reconstruction: they need reconstruction_best_of 2 "
                               f"(every code is then tried for each real image), got {self.reconstruction_best_of}")

@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +33,11 @@ from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO
 from limner.training.gan_config import GANTrainConfig
 from limner.training.data import (
-    CaptionedImages, StreamingCaptionedImages, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
+    CaptionedImages, StreamingCaptionedImages, column_codes, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
 )
 from limner.training.distributed import DistributedContext
 from limner.training.loop import NullWriter, StepLoop, tensorboard_writer
-from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step, other_codes
+from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, Guides, gan_train_step, other_codes, tie_codes
 from limner.utils.images import make_grid, save_png
 
 log = logging.getLogger("limner.train")
@@ -67,6 +68,7 @@ class Trainer:
         self.text_encoder, self.data = self._load_data()
         # which captions several training images share (an imagefolder in memory only: shards do not say)
         self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
+        self.code_names, self.image_codes = self._code_labels()
         self.training_words = vocabulary_of(self.data.captions)  # saved with the model: prompts that share none get a warning
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
@@ -81,8 +83,26 @@ class Trainer:
         text_encoder, data, self.skipped = load_training_data(self.config, self.data_dir, progress=self.progress)
         return text_encoder, data
 
+    def _code_labels(self) -> tuple[tuple[str, ...], torch.Tensor | None]:
+        """With noise_code_column: the column's values (one per noise code) and each training image's
+        code (-1: no value); else ((), None)."""
+        column, codes = self.config.noise_code_column, self.config.generator.noise_codes
+        if not column:
+            return (), None
+        if not isinstance(self.data, CaptionedImages):
+            raise ConfigError("noise_code_column reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
+        names, image_codes = column_codes(self.data, column)
+        if len(names) != codes:
+            raise ConfigError(f"noise_code_column {column!r} has {len(names)} values ({', '.join(names)}) but generator.noise_codes "
+                              f"is {codes}: set noise_codes to {len(names)}")
+        log.info("noise codes tied to %r: %s; %d of %d images have no value and are searched",
+                 column, ", ".join(names), int((image_codes < 0).sum()), len(image_codes))
+        return names, image_codes
+
     def _build_models(self) -> GANModels:
         generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim, self.data.sentence_table)
+        if self.code_names:
+            generator_config = dataclasses.replace(generator_config, noise_code_names=self.code_names)
         generator, discriminator = Generator(generator_config), Discriminator(discriminator_config)
         generator.text_norm.fit(self.data.sentence_table)
         discriminator.text_norm.fit(self.data.sentence_table)
@@ -234,7 +254,10 @@ class Trainer:
         sampler and keeps its slice (streamed shards: its own shards' samples), so any number of
         processes takes the same steps."""
         config, rng, part = self.config, self.sampler_rng, self.dist.part(self.config.train_batch_size)
-        if isinstance(self.data, StreamingCaptionedImages) and self.dist.world_size > 1:
+        index = None  # the images' indices into self.data, where it holds them
+        if isinstance(self.data, CaptionedImages):
+            index, images, own, other = (t[part] for t in self.data.sample_indexed(config.train_batch_size, rng))
+        elif self.dist.world_size > 1:
             images, own, other = self.data.sample_ids(part.stop - part.start, rng)
         else:
             images, own, other = (t[part] for t in self.data.sample_ids(config.train_batch_size, rng))
@@ -263,6 +286,8 @@ class Trainer:
         elif config.reconstruction_best_of > 2:
             shape = (config.reconstruction_best_of - 2, config.train_batch_size, noise.shape[1])
             batch.search_noise = torch.randn(shape, generator=rng)[:, part].to(device)
+        if self.image_codes is not None:
+            tie_codes(batch, self.image_codes[index].to(device), self.shared_caption[own].to(device), codes)
         if self.models.latent_encoder is not None:
             batch.shared_caption = self.shared_caption[own].to(device)
         policy = self.augment_policy
