@@ -3,10 +3,17 @@ their images hard-linked (or copied) into a new folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
+
+
+def concept_half(concept: str) -> str:
+    """A concept's half, "development" or "blind", fixed by its name alone (so every style of a
+    concept lands in one half)."""
+    return "development" if hashlib.sha256(concept.encode()).digest()[0] % 2 == 0 else "blind"
 
 
 def read_split_rows(folder: Path, split: str) -> list[dict]:

@@ -14,22 +14,16 @@ The chosen scale and the plain model (scale 1) are then measured once on the bli
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from corpus_cuts import read_split_rows, write_split  # benchmarks/ is on the path when run as a script
+from corpus_cuts import concept_half, read_split_rows, write_split  # benchmarks/ is on the path when run as a script
 from emoji_styles import print_row, summary_row
 from machine import sgemm_gflops
 
 from limner.data.builders import builtin_data_dir
 from limner.evaluation import evaluate
-
-
-def _half_of(concept: str) -> str:
-    """A concept's half, fixed by its name alone (so every style of a concept lands in one half)."""
-    return "development" if hashlib.sha256(concept.encode()).digest()[0] % 2 == 0 else "blind"
 
 
 def cut_halves(corpus: Path, out: Path) -> dict[str, Path]:
@@ -39,7 +33,7 @@ def cut_halves(corpus: Path, out: Path) -> dict[str, Path]:
     for half in ("development", "blind"):
         folder = folders[half] = out / half
         write_split(corpus, "train", train, folder, "train")
-        write_split(corpus, "test", [row for row in test if _half_of(row["concept"]) == half], folder, "test")
+        write_split(corpus, "test", [row for row in test if concept_half(row["concept"]) == half], folder, "test")
         for name in ("dataset_info.json", "README.md"):
             if (corpus / name).is_file():
                 shutil.copy2(corpus / name, folder / name)

@@ -2,7 +2,8 @@
 
 Prints the judge's accuracy (all four attributes right, and per attribute) on
   (a) training compositions, (b) held-out compositions, (c) paraphrased captions,
-  and (d) the development rewordings on which text settings are chosen (other new words),
+  (d) the development rewordings on which text settings are chosen (other new words), and
+  (e) whole sentences and everyday colour words (benchmarks/wording.py's development set),
 for the pretrained language model and for a from-scratch bag-of-words encoder.
 
     python benchmarks/shapes_gan.py                 # 10 minutes per encoder
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
+from wording import evaluate_wording
 
 from limner.data import shapes
 from limner.metrics import shapes_accuracy
@@ -80,6 +82,8 @@ def evaluate(pipe: TextToImagePipeline, images_per_caption: int) -> dict[str, di
         "held_out": shapes_accuracy(pipe, canonical(shapes.held_out_compositions()), images_per_caption=images_per_caption, seed=2),
         "paraphrase": shapes_accuracy(pipe, paraphrases(), images_per_caption=images_per_caption, seed=3),
         "development": shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4),
+        # whole sentences and everyday colour words (benchmarks/wording.py; its kept-aside set is read there, once)
+        **evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption),
     }
 
 
@@ -123,7 +127,7 @@ def main() -> None:
         print(f"\n== {encoder}: {result['steps']} steps in {result['train_seconds']:.0f}s ({result['images_per_second']:.0f} img/s)")
         for split, score in scores.items():
             detail = "  ".join(f"{k} {score[k]:.3f}" for k in ("color", "shape", "size", "position"))
-            print(f"  {split:<10} all-four {score['all']:.3f}   ({detail}; {score['images']} images)")
+            print(f"  {split:<30} all-four {score['all']:.3f}   ({detail}; {score['images']} images)")
         generated, real = spread["generated"], spread["real"]
         print(f"  spread among {args.images_per_caption} images of a held-out caption: position {generated['position_std_px']:.2f} px "
               f"(real {real['position_std_px']:.2f}, {generated['position_std_px'] / real['position_std_px']:.0%}), size "

@@ -16,6 +16,10 @@ of the benchmark's new words ("giant", "petite", "top-left corner", "centre") an
 on the benchmark's paraphrases: the defaults (0.02, 0.15) are the development
 set's best.
 
+Last, anchored pooling read in context (each word matched to the known words by its state at
+a hidden layer, see limner.text.anchored) at every layer, on benchmarks/wording.py's
+development set of whole sentences and everyday colour words.
+
     python benchmarks/text_probe.py
 """
 
@@ -28,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shapes_gan import development_paraphrases, paraphrases  # noqa: E402
+from wording import wording_sets  # noqa: E402
 
 from limner.data import shapes  # noqa: E402
 from limner.text import AnchoredWordEncoder, HuggingFaceTextEncoder  # noqa: E402
@@ -93,6 +98,15 @@ def main() -> None:
                 encoder = AnchoredWordEncoder.from_captions([c.caption for c in train], temperature=temperature, margin=margin)
                 row = scores_row(lambda captions: encoder.encode(captions).sentence, train, held_out, rewordings)
                 print(f"{temperature:>5} {margin:>6}  {row}")
+    wording = wording_sets("development")
+    for name, rewordings in wording.items():
+        print(f"\nanchored word pooling read in context (context layer; none: input embeddings), wording development set, "
+              f"{name} ({len(rewordings)}, e.g. {rewordings[1][0]!r})")
+        print(f"{'layer':>5}  {'held-out':>8}  {'rewording':>10}   rewording colour/shape/size/position   shift/spacing")
+        for layer in (None, *range(7)):
+            encoder = AnchoredWordEncoder.from_captions([c.caption for c in train], context_layer=layer)
+            row = scores_row(lambda captions: encoder.encode(captions).sentence, train, held_out, rewordings)
+            print(f"{'none' if layer is None else layer:>5}  {row}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from limner.data import shapes
-from limner.errors import ConfigError
+from limner.errors import ConfigError, ModelLoadError
 from limner.export import export_onnx
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, load_text_encoder
@@ -25,6 +25,13 @@ def nearest_training_caption(encoder, caption: str) -> str:
     table = encoder.encode(TRAIN).sentence
     mean = table.mean(0)
     return TRAIN[int(torch.cdist(encoder.encode([caption]).sentence - mean, table - mean).argmin())]
+
+
+def centred_distance(encoder, caption: str, other: str) -> float:
+    """Distance between two captions' vectors after centring, in units of the mean distance between training captions."""
+    table = encoder.encode(TRAIN).sentence
+    pair = encoder.encode([caption, other]).sentence
+    return float((pair[0] - pair[1]).norm() / torch.pdist(table).mean())
 
 
 def test_words_every_caption_uses_weigh_nothing(anchored):
@@ -70,10 +77,43 @@ def test_bad_settings_are_refused():
         AnchoredWordEncoder.from_captions(["a red circle", "a red circle"])
     with pytest.raises(ConfigError, match="temperature must be positive"):
         AnchoredWordEncoder(vocabulary={"red": 1.0}, temperature=0)
-    with pytest.raises(ConfigError, match="text_hidden_layer"):
-        build_train_config("shapes", {"text_pooling": "anchored", "text_hidden_layer": 0})
+    with pytest.raises(ConfigError, match="context layer must be 0 .* to 6"):
+        AnchoredWordEncoder.from_captions(TRAIN, context_layer=7)
     with pytest.raises(ConfigError, match="text_whiten needs text_components"):
         build_train_config("shapes", {"text_components": 0})
+
+
+@pytest.fixture(scope="module")
+def in_context():
+    return AnchoredWordEncoder.from_captions(TRAIN, context_layer=3)
+
+
+def test_in_context_the_training_captions_read_as_before(anchored, in_context):
+    captions = [c.caption for c in shapes.all_compositions()]  # held-out compositions too
+    similarity = (anchored.encode(captions).sentence * in_context.encode(captions).sentence).sum(1)
+    assert similarity.min() > 0.999  # so a model trained on input-embedding anchors can read in context
+
+
+def test_in_context_a_whole_sentence_lands_on_its_caption(anchored, in_context):
+    sentence, meant = "draw a big blue box up in the top right", "a large blue square in the top right"
+    assert nearest_training_caption(in_context, sentence) == meant
+    # "box" alone sits nearest "bottom" among the known words' input embeddings; in its sentence, nearer "square"
+    # (measured: 0.45 of the mean distance between training captions by input embeddings, 0.26 in context)
+    assert centred_distance(in_context, sentence, meant) < 0.7 * centred_distance(anchored, sentence, meant)
+
+
+def test_in_context_config_round_trips_and_damage_is_named(in_context):
+    config = json.loads(json.dumps(in_context.config()))
+    assert config["context_layer"] == 3
+    captions = ["please draw a huge blue triangle in the middle"]
+    assert torch.allclose(load_text_encoder(config).encode(captions).sentence, in_context.encode(captions).sentence, atol=1e-3)
+    with pytest.raises(ModelLoadError, match="context_anchors hold 8 values"):
+        load_text_encoder({**config, "context_anchors": "AAAAAAAAAAAAAAAAAAAAAA=="})
+    with pytest.raises(ModelLoadError, match="not valid base64"):
+        load_text_encoder({**config, "context_anchors": "no base64 here!"})
+    without = {key: value for key, value in config.items() if key != "context_anchors"}
+    with pytest.raises(ModelLoadError, match="build the encoder with from_captions"):
+        load_text_encoder(without).encode(captions)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ def test_train_then_generate(tiny_shapes, tmp_path, capsys):
     metadata = png_metadata(grid)
     assert metadata["prompt"] == "a small red circle in the top left" and metadata["seed"] == "5"
     assert metadata["model"].endswith("model")
+    assert main(["generate", str(out), "a red circle", "--code", "0", "-o", str(grid)]) == 2  # this model has no codes
+    assert "no noise codes" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):

@@ -19,10 +19,12 @@ circle left of a blue square") are lost; for those keep the model's own pooling.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import Counter
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,12 +52,20 @@ def anchored_sentences(words: torch.Tensor, mask: torch.Tensor, anchors: torch.T
     """words (B, T, D) input embeddings, mask (B, T), anchors (V, D) the vocabulary's embeddings,
     idf (V,) -> sentence (B, D) unit vectors, anchored tokens (B, T, D)."""
     similarity = F.normalize(words, dim=-1) @ F.normalize(anchors, dim=-1).T  # (B, T, V)
+    return mixed_anchors(similarity, mask, anchors, idf, temperature=temperature, margin=margin)
+
+
+def mixed_anchors(similarity: torch.Tensor, mask: torch.Tensor, anchors: torch.Tensor, idf: torch.Tensor, *,
+                  temperature: float, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """similarity (B, T, V) of each token to each known word, mask (B, T), anchors (V, D) the known
+    words' input embeddings, idf (V,) -> sentence (B, D) unit vectors, anchored tokens (B, T, D):
+    each token a softmax mix of the known words, weighted by rarity and decisiveness."""
     weights = (similarity / temperature).softmax(-1)
     tokens = weights @ anchors  # (B, T, D)
     nearest = similarity.topk(min(2, similarity.shape[-1]), dim=-1).values  # (B, T, 2)
     gap = nearest[..., 0] - nearest[..., -1] if nearest.shape[-1] == 2 else torch.ones_like(nearest[..., 0])
     decisiveness = (gap / margin).clamp(max=1.0) if margin > 0 else torch.ones_like(gap)
-    importance = (weights @ idf) * decisiveness * mask.to(words.dtype)  # (B, T)
+    importance = (weights @ idf) * decisiveness * mask.to(similarity.dtype)  # (B, T)
     sentence = (tokens * importance.unsqueeze(-1)).sum(1) / importance.sum(1, keepdim=True).clamp(min=1e-8)
     return F.normalize(sentence, dim=-1), tokens
 
@@ -63,12 +73,20 @@ def anchored_sentences(words: torch.Tensor, mask: torch.Tensor, anchors: torch.T
 class AnchoredWordEncoder(TextEncoder):
     """>>> enc = AnchoredWordEncoder.from_captions(["a large red circle", "a small blue square"])
     >>> enc.encode(["a big red circle"]).sentence   # close to "a large red circle"
+
+    context_layer N: each token is matched to the known words by its state at the language
+    model's hidden layer N (0: the embedding layer) against each known word's mean state over the
+    training captions (`context_anchors`), instead of by its input embedding alone. The caption
+    vector is still the mix of the known words' input embeddings, so a training caption reads as
+    before, but a word is read in its sentence: filler words of a whole sentence stop pointing at
+    a known word they happen to resemble. None: the input embeddings (the earlier behaviour).
     """
 
     kind = "anchored_words"
 
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, vocabulary: dict[str, float],
-                 temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64) -> None:
+                 temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64,
+                 context_layer: int | None = None, context_anchors: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if temperature <= 0:
@@ -80,7 +98,7 @@ class AnchoredWordEncoder(TextEncoder):
         path = resolve_model_path(name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            table = AutoModel.from_pretrained(path).get_input_embeddings().weight.detach()  # (vocab, D)
+            model = AutoModel.from_pretrained(path).eval()
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"text encoder {name_or_path!r} could not be loaded ({err}); "
                                  "give a local folder or a hub id that is in your Hugging Face cache") from err
@@ -90,20 +108,61 @@ class AnchoredWordEncoder(TextEncoder):
             raise ModelLoadError(f"the tokenizer of {name_or_path!r} lacks the vocabulary's tokens {unknown[:5]}")
         self.name_or_path, self.temperature, self.margin, self.max_length = name_or_path, float(temperature), float(margin), max_length
         self.vocabulary = dict(vocabulary)
-        self.table = table.float()
+        self.table = model.get_input_embeddings().weight.detach().float()  # (vocab, D)
         self.anchors = self.table[torch.tensor(ids)]  # (V, D)
         self.idf = torch.tensor(list(vocabulary.values()), dtype=torch.float32)  # (V,)
         self.dim = self.table.shape[1]
+        self.context_layer = check_context_layer(context_layer, model.config.num_hidden_layers)
+        self.model = model if context_layer is not None else None  # only reading in context needs the layers
+        self.context_anchors = None if context_anchors is None else decode_anchors(context_anchors, self.anchors.shape)
 
     @classmethod
     def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
-                      temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN) -> "AnchoredWordEncoder":
+                      temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
+                      context_layer: int | None = None) -> "AnchoredWordEncoder":
         from limner.text.caption_vocabulary import load_tokenizer
 
-        return cls(name_or_path, vocabulary=inverse_document_frequencies(load_tokenizer(name_or_path), captions),
-                   temperature=temperature, margin=margin)
+        captions = sorted(set(captions))
+        encoder = cls(name_or_path, vocabulary=inverse_document_frequencies(load_tokenizer(name_or_path), captions),
+                      temperature=temperature, margin=margin, context_layer=context_layer)
+        if context_layer is not None:
+            encoder.context_anchors = encoder.mean_states(captions)
+        return encoder
+
+    @torch.no_grad()
+    def token_states(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids (B, T), mask (B, T) of the caption's own tokens, states (B, T, D) at context_layer):
+        the model reads the caption whole, with its special tokens, which the mask then leaves out."""
+        batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        ids = batch["input_ids"]
+        special = torch.tensor(self.tokenizer.all_special_ids)
+        mask = batch["attention_mask"].bool() & ~torch.isin(ids, special)
+        states = self.model(**batch, output_hidden_states=True).hidden_states[self.context_layer].float()
+        return ids, mask, states
+
+    def mean_states(self, captions: list[str], batch_size: int = 256) -> torch.Tensor:
+        """(V, D): each known word's mean state at context_layer over the captions that use it."""
+        vocabulary_ids = torch.tensor(self.tokenizer.convert_tokens_to_ids(list(self.vocabulary)))
+        sums, counts = torch.zeros(len(vocabulary_ids), self.dim), torch.zeros(len(vocabulary_ids))
+        for start in range(0, len(captions), batch_size):
+            ids, mask, states = self.token_states(captions[start:start + batch_size])
+            hits = (ids[..., None] == vocabulary_ids) & mask[..., None]  # (B, T, V)
+            sums += torch.einsum("btv,btd->vd", hits.float(), states)
+            counts += hits.sum((0, 1))
+        if (counts == 0).any():
+            missing = [token for token, n in zip(self.vocabulary, counts.tolist()) if n == 0]
+            raise ConfigError(f"anchored pooling in context: the captions never use the known words {missing[:5]}")
+        return sums / counts[:, None]
 
     def _encode(self, captions: list[str]) -> TextEmbeddings:
+        if self.context_layer is not None:
+            if self.context_anchors is None:
+                raise ModelLoadError("anchored pooling in context needs the known words' context anchors: "
+                                     "build the encoder with from_captions (the training captions)")
+            _, mask, states = self.token_states(captions)
+            similarity = F.normalize(states, dim=-1) @ F.normalize(self.context_anchors, dim=-1).T  # (B, T, V)
+            sentence, tokens = mixed_anchors(similarity, mask, self.anchors, self.idf, temperature=self.temperature, margin=self.margin)
+            return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
                                add_special_tokens=False, return_tensors="pt")
         mask = batch["attention_mask"].bool()  # (B, T)
@@ -113,5 +172,30 @@ class AnchoredWordEncoder(TextEncoder):
         return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name_or_path": self.name_or_path, "temperature": self.temperature,
-                "margin": self.margin, "max_length": self.max_length, "vocabulary": self.vocabulary}
+        config = {"kind": self.kind, "name_or_path": self.name_or_path, "temperature": self.temperature,
+                  "margin": self.margin, "max_length": self.max_length, "vocabulary": self.vocabulary}
+        if self.context_layer is not None:  # (absent otherwise: earlier models' configs read back unchanged)
+            config["context_layer"] = self.context_layer
+            config["context_anchors"] = encode_anchors(self.context_anchors)
+        return config
+
+
+def check_context_layer(layer: int | None, layers: int) -> int | None:
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= layers):
+        raise ConfigError(f"the context layer must be 0 (the embedding layer) to {layers} (the last), got {layer!r}")
+    return layer
+
+
+def encode_anchors(anchors: torch.Tensor) -> str:
+    """(V, D) float -> base64 of little-endian float16: compact enough for the encoder's JSON config."""
+    return base64.b64encode(anchors.to(torch.float16).numpy().astype("<f2").tobytes()).decode("ascii")
+
+
+def decode_anchors(text: str, shape: torch.Size) -> torch.Tensor:
+    try:
+        values = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
+    except (ValueError, TypeError) as err:
+        raise ModelLoadError(f"the text encoder's context_anchors are not valid base64 ({err})") from err
+    if values.size != shape[0] * shape[1]:
+        raise ModelLoadError(f"the text encoder's context_anchors hold {values.size} values, the vocabulary needs {shape[0]} x {shape[1]}")
+    return torch.from_numpy(values.astype(np.float32).reshape(tuple(shape)))

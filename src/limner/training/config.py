@@ -47,7 +47,9 @@ class TrainConfig:
     text_pooling: str | None = None
     text_anchor_temperature: float = 0.02  # "anchored": lower snaps a new word harder to its nearest known word
     text_anchor_margin: float = 0.15      # "anchored": a new word weighs fully once its two nearest known words are this far apart
-    text_hidden_layer: int | None = None  # None: the last layer; 0: the embedding layer
+    # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
+    # matched to the known words in its sentence (None: by its input embedding alone)
+    text_hidden_layer: int | None = None
     # schedule
     train_batch_size: int = 64
     max_train_steps: int = 2000
@@ -77,9 +79,6 @@ class TrainConfig:
         """How captions are read."""
         if self.text_pooling is not None and self.text_pooling not in (*POOLINGS, ANCHORED):
             raise ConfigError(f"text_pooling must be one of {[*POOLINGS, ANCHORED]} (or unset: the family's own), got {self.text_pooling!r}")
-        if self.text_pooling == ANCHORED and self.text_hidden_layer is not None:
-            raise ConfigError('text_pooling "anchored" reads the input word embeddings, not a hidden layer: '
-                              f"leave text_hidden_layer unset (got {self.text_hidden_layer})")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")

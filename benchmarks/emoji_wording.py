@@ -1,0 +1,109 @@
+"""Emoji concepts asked in other words: an OpenMoji tag instead of the CLDR name.
+
+People do not type "face with tears of joy" but "laughing". For every unseen-combination
+test image whose concept has an OpenMoji tag that shares no word with the concept's name
+(the first such tag in OpenMoji's order: a rule fixed before any measurement), the model
+draws `--images` images of the canonical caption "{name}, {style} style" and as many of the
+tag-worded "{tag}, {style} style". The evaluator reads each image's concept: accuracy (its
+concept's name ranked first among all concept names of the corpus) and R-precision (its name
+against 99 others drawn at random). Printed for the development and the blind half of the
+concepts (cut by a hash of the name, as benchmarks/guidance.py cuts them), with the ratio
+tag-worded / canonical (target: at least 70%).
+
+    python benchmarks/emoji_wording.py --model-dir outputs/benchmarks/emoji_styles_tied_hour/model \\
+        --evaluator-dir outputs/bench/evaluator
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the path when run as a script
+from machine import sgemm_gflops
+
+from limner.data.builders import builtin_data_dir
+from limner.metrics.alignment import r_precision
+from limner.pipelines import DualEncoderPipeline, TextToImagePipeline
+
+HALVES = ("development", "blind")
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def other_word(row: dict) -> str | None:
+    """The first of the image's OpenMoji tags that shares no word with its concept's name; None without one."""
+    name = words(row["concept"])
+    tags = row.get("tags") or []
+    return next((tag for tag in tags if isinstance(tag, str) and words(tag) and not words(tag) & name), None)
+
+
+def worded_rows(data_dir: Path) -> list[dict]:
+    """The unseen-combination test rows with a usable tag, each with its two prompts and its half."""
+    rows = []
+    for row in read_split_rows(data_dir, "test"):
+        tag = other_word(row)
+        if row.get("split_kind") == "unseen_combination" and tag:
+            rows.append({"concept": row["concept"], "style": row["style"], "tag": tag, "half": concept_half(row["concept"]),
+                         "canonical": f"{row['concept']}, {row['style']} style", "tagged": f"{tag}, {row['style']} style"})
+    return rows
+
+
+@torch.no_grad()
+def concept_figures(pipe: TextToImagePipeline, evaluator: DualEncoderPipeline, prompts: list[str], concept_ids: torch.Tensor,
+                    concept_table: torch.Tensor, *, images: int, seed: int) -> dict[str, float]:
+    drawn = pipe.generate_tensors(prompts, num_images_per_prompt=images, seed=seed)  # grouped by prompt
+    vectors = evaluator.model.embed_features(evaluator.model.pooled_features(drawn))
+    ids = concept_ids.repeat_interleave(images)
+    return {"concept_accuracy": round(((vectors @ concept_table.T).argmax(1) == ids).float().mean().item(), 4),
+            "concept_r_precision": r_precision(vectors, ids, concept_table, seed=seed)["mean"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--evaluator-dir", required=True)
+    parser.add_argument("--images", type=int, default=4, help="images per prompt")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="JSON of the figures (default: MODEL_DIR/emoji_wording.json)")
+    args = parser.parse_args()
+    logging.getLogger("limner").setLevel(logging.ERROR)  # tags the model never saw warn once per prompt
+    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
+    data_dir = builtin_data_dir("emoji-styles", args.resolution)
+    pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    evaluator = DualEncoderPipeline.from_pretrained(args.evaluator_dir, role="evaluator")
+    concepts = sorted({row["concept"] for split in ("train", "test") for row in read_split_rows(data_dir, split)})
+    index = {name: i for i, name in enumerate(concepts)}
+    concept_table = evaluator.model.text_embedding(evaluator.text_encoder.encode(concepts).sentence)
+    rows = worded_rows(data_dir)
+    results = {}
+    for half in HALVES:
+        chosen = [row for row in rows if row["half"] == half]
+        ids = torch.tensor([index[row["concept"]] for row in chosen])
+        results[half] = {"prompts": len(chosen), "examples": [[row["canonical"], row["tagged"]] for row in chosen[:5]]}
+        for kind in ("canonical", "tagged"):
+            results[half][kind] = concept_figures(pipe, evaluator, [row[kind] for row in chosen], ids, concept_table,
+                                                  images=args.images, seed=args.seed)
+        canonical, tagged = results[half]["canonical"], results[half]["tagged"]
+        results[half]["ratio"] = {key: round(tagged[key] / canonical[key], 3) if canonical[key] else None for key in canonical}
+        print(f"{half:>11}: {len(chosen)} prompts x {args.images} images, {len(concepts)} concept names")
+        for kind in ("canonical", "tagged"):
+            figures = results[half][kind]
+            print(f"  {kind:<9} concept accuracy {figures['concept_accuracy']:.3f}   R-precision {figures['concept_r_precision']:.3f}")
+        ratio = results[half]["ratio"]
+        print(f"  tagged / canonical: accuracy {ratio['concept_accuracy']:.0%}, R-precision {ratio['concept_r_precision']:.0%}")
+        for canonical_prompt, tagged_prompt in results[half]["examples"][:3]:
+            print(f"    e.g. {canonical_prompt!r} -> {tagged_prompt!r}")
+    Path(args.output or Path(args.model_dir) / "emoji_wording.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
