@@ -9,17 +9,26 @@ all-four and per-attribute accuracy for each, beside the canonical held-out capt
 
     python benchmarks/wording.py --model-dir outputs/benchmarks/shapes_gan/all-MiniLM-L6-v2
     python benchmarks/wording.py --model-dir ... --kept-aside       # the final, blind read
+    python benchmarks/wording.py --model-dir ... --grid             # anchored settings on the development set
+
+--grid reads the development set with the model's anchored text encoder rebuilt at every
+context layer (none: input embeddings) and anchor margin, from the model's own training
+captions (a model whose training captions read the same either way, as the shapes captions
+do, needs no retraining for it), 4 images per caption: how the shapes preset's setting was chosen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from limner.data import shapes
 from limner.metrics import shapes_accuracy
 from limner.pipelines import TextToImagePipeline
+from limner.text import AnchoredWordEncoder
+from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json"}
@@ -51,13 +60,43 @@ def evaluate_wording(pipe: TextToImagePipeline, names: tuple[str, ...], *, image
             for name in names for kind, targets in wording_sets(name).items()}
 
 
+GRID_LAYERS = (None, 1, 2, 3, 4, 5)
+GRID_MARGINS = (0.15, 0.05, 0.0)
+
+
+def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int) -> None:
+    """The development set under each context layer and margin (the model's temperature kept)."""
+    base = pipe.text_encoder
+    if not isinstance(base, AnchoredWordEncoder):
+        raise SystemExit(f"--grid rebuilds an anchored text encoder; {model_dir} reads captions with {type(base).__name__}")
+    captions = model_training_captions(model_dir, limit=100_000)
+    canonical = base.encode(captions).sentence
+    print(f"{'layer':>5} {'margin':>6}  {'training captions (min cos)':>27}  sentences all-four  colour synonyms all-four (colour)")
+    for layer in GRID_LAYERS:
+        for margin in GRID_MARGINS:
+            pipe.text_encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
+                                                                  margin=margin, context_layer=layer)
+            if pipe.text_encoder.vocabulary != base.vocabulary:
+                raise SystemExit("the training captions found give another vocabulary than the model's: is its dataset the one it was trained on?")
+            same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
+            scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
+            sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
+            print(f"{'none' if layer is None else layer:>5} {margin:>6}  {same:>27.4f}  {sentences['all']:>19.3f}  "
+                  f"{colours['all']:>24.3f} ({colours['color']:.3f})", flush=True)
+    pipe.text_encoder = base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="a shapes model (e.g. from benchmarks/shapes_gan.py)")
     parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside set (once, at the end)")
     parser.add_argument("--images-per-caption", type=int, default=10)
+    parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     args = parser.parse_args()
+    logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    if args.grid:
+        return grid(pipe, args.model_dir, images_per_caption=4)
     names = ("development", "kept_aside") if args.kept_aside else ("development",)
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
