@@ -1,7 +1,8 @@
 """Whole sentences and everyday colour words: does a shapes model draw what people type?
 
 Reads benchmarks/prompt_sets/wording_development.json (settings may be chosen on it)
-and, with --kept-aside, wording_kept_aside.json (read once, at the end). Each set
+and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_kept_aside_2.json
+(the second written after the first had been read once; each read once for the setting it judges). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -31,7 +32,9 @@ from limner.text import AnchoredWordEncoder
 from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
-SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json"}
+SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
+        "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json"}
+KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the first was read once before the second was written
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -89,7 +92,7 @@ def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="a shapes model (e.g. from benchmarks/shapes_gan.py)")
-    parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside set (once, at the end)")
+    parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside sets (once, at the end)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     args = parser.parse_args()
@@ -97,7 +100,7 @@ def main() -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     if args.grid:
         return grid(pipe, args.model_dir, images_per_caption=4)
-    names = ("development", "kept_aside") if args.kept_aside else ("development",)
+    names = ("development", *KEPT_ASIDE) if args.kept_aside else ("development",)
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
               **evaluate_wording(pipe, names, images_per_caption=args.images_per_caption)}

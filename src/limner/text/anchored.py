@@ -76,10 +76,11 @@ class AnchoredWordEncoder(TextEncoder):
 
     context_layer N: each token is matched to the known words by its state at the language
     model's hidden layer N (0: the embedding layer) against each known word's mean state over the
-    training captions (`context_anchors`), instead of by its input embedding alone. The caption
-    vector is still the mix of the known words' input embeddings, so a training caption reads as
-    before, but a word is read in its sentence: filler words of a whole sentence stop pointing at
-    a known word they happen to resemble. None: the input embeddings (the earlier behaviour).
+    training captions (`context_anchors`), instead of by its input embedding alone; a known word
+    stays itself wherever it stands. The caption vector is still the mix of the known words' input
+    embeddings, so a training caption reads as before, but a new word is read in its sentence
+    ("box" alone lies nearest "bottom"; in "a blue box in the top right", nearer "square").
+    None: the input embeddings (the earlier behaviour).
     """
 
     kind = "anchored_words"
@@ -109,7 +110,8 @@ class AnchoredWordEncoder(TextEncoder):
         self.name_or_path, self.temperature, self.margin, self.max_length = name_or_path, float(temperature), float(margin), max_length
         self.vocabulary = dict(vocabulary)
         self.table = model.get_input_embeddings().weight.detach().float()  # (vocab, D)
-        self.anchors = self.table[torch.tensor(ids)]  # (V, D)
+        self.vocabulary_ids = torch.tensor(ids)
+        self.anchors = self.table[self.vocabulary_ids]  # (V, D)
         self.idf = torch.tensor(list(vocabulary.values()), dtype=torch.float32)  # (V,)
         self.dim = self.table.shape[1]
         self.context_layer = check_context_layer(context_layer, model.config.num_hidden_layers)
@@ -142,7 +144,7 @@ class AnchoredWordEncoder(TextEncoder):
 
     def mean_states(self, captions: list[str], batch_size: int = 256) -> torch.Tensor:
         """(V, D): each known word's mean state at context_layer over the captions that use it."""
-        vocabulary_ids = torch.tensor(self.tokenizer.convert_tokens_to_ids(list(self.vocabulary)))
+        vocabulary_ids = self.vocabulary_ids
         sums, counts = torch.zeros(len(vocabulary_ids), self.dim), torch.zeros(len(vocabulary_ids))
         for start in range(0, len(captions), batch_size):
             ids, mask, states = self.token_states(captions[start:start + batch_size])
@@ -159,8 +161,13 @@ class AnchoredWordEncoder(TextEncoder):
             if self.context_anchors is None:
                 raise ModelLoadError("anchored pooling in context needs the known words' context anchors: "
                                      "build the encoder with from_captions (the training captions)")
-            _, mask, states = self.token_states(captions)
-            similarity = F.normalize(states, dim=-1) @ F.normalize(self.context_anchors, dim=-1).T  # (B, T, V)
+            ids, mask, states = self.token_states(captions)
+            in_context = F.normalize(states, dim=-1) @ F.normalize(self.context_anchors, dim=-1).T  # (B, T, V)
+            # a known word stays itself wherever it stands (its state moves with the sentence's form, and the
+            # training captions show one form); only a new word is read by its sentence
+            own = F.normalize(self.table[ids], dim=-1) @ F.normalize(self.anchors, dim=-1).T
+            known = torch.isin(ids, self.vocabulary_ids)[..., None]
+            similarity = torch.where(known, own, in_context)
             sentence, tokens = mixed_anchors(similarity, mask, self.anchors, self.idf, temperature=self.temperature, margin=self.margin)
             return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
