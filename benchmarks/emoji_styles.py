@@ -127,6 +127,8 @@ def main() -> None:
             config = build_train_config(args.preset, {**overrides, "output_dir": str(model_dir), "max_train_minutes": mark - done_minutes,
                                                       "resume_from_checkpoint": "latest" if done_minutes else None})
             trained = train(config)
+        if trained.interrupted:  # Ctrl-C or SIGTERM: the model is saved; the later marks are not run
+            raise SystemExit(f"interrupted at step {trained.steps}: the model so far is in {model_dir}; the later marks were not run")
         done_minutes = mark
         report = evaluate(model_dir, config.train_data_dir, evaluator_dir, output_dir=out / f"evaluation-{mark:g}min",
                           max_images=args.max_images, progress=False)

@@ -504,3 +504,13 @@ def test_training_ties_the_codes_to_a_column_and_saves_their_names(tmp_path):
     tied["generator"]["noise_codes"] = 3
     with pytest.raises(ConfigError, match=r"'style' has 2 values \(outlined, plain\) but generator.noise_codes is 3"):
         Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "out3", **tied)), progress=False)
+
+
+def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):
+    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", diversity_weight=1.0, diversity_start_step=2))
+    trainer = Trainer(config, progress=False)
+    assert "diversity" not in trainer._train_one_step()  # step 0: the caption first
+    trainer.step = 2
+    assert "diversity" in trainer._train_one_step()
+    with pytest.raises(ConfigError, match="diversity_start_step"):
+        build_train_config(None, {"diversity_start_step": -1})

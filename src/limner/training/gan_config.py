@@ -61,6 +61,8 @@ class GANTrainConfig(GeneratorTrainConfig):
     # the generator's noise must matter: each step draws the first half of the batch's captions a
     # second time from other noise and asks each pair to differ (see losses.diversity_loss)
     diversity_weight: float = 0.0
+    # the diversity term is off before this step: the caption is learnt first, then the spread asked
+    diversity_start_step: int = 0
     # how much (mean absolute pixel difference per unit of noise difference); "auto": what real
     # images sharing a caption show in the training data (estimate_diversity_target)
     diversity_target: float | str = "auto"
@@ -125,8 +127,9 @@ class GANTrainConfig(GeneratorTrainConfig):
                 raise ConfigError(f"{weight} > 0 needs {folder}: the frozen model it uses")
         if self.condition_noise < 0:
             raise ConfigError(f"condition_noise must be 0 (off) or positive, got {self.condition_noise}")
-        if self.diversity_weight < 0:
-            raise ConfigError(f"diversity_weight must be 0 (off) or positive, got {self.diversity_weight}")
+        if self.diversity_weight < 0 or self.diversity_start_step < 0:
+            raise ConfigError(f"diversity_weight and diversity_start_step must be 0 or positive, got {self.diversity_weight} "
+                              f"and {self.diversity_start_step}")
         if self.diversity_target != AUTO and (isinstance(self.diversity_target, str) or self.diversity_target <= 0):
             raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
         parse_policy(self.augment)

@@ -309,7 +309,8 @@ class Trainer:
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
                 reconstruction_best_of_two=config.reconstruction_best_of >= 2,
-                diversity_weight=config.diversity_weight, diversity_target=self.diversity_target,
+                diversity_weight=config.diversity_weight if self.step >= config.diversity_start_step else 0.0,
+                diversity_target=self.diversity_target,
                 latent_kl_weight=config.latent_kl_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
