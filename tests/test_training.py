@@ -507,7 +507,8 @@ def test_training_ties_the_codes_to_a_column_and_saves_their_names(tmp_path):
 
 
 def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):
-    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", diversity_weight=1.0, diversity_start_step=2))
+    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", diversity_weight=1.0, diversity_start_step=2,
+                                                          diversity_target=0.1))
     trainer = Trainer(config, progress=False)
     assert "diversity" not in trainer._train_one_step()  # step 0: the caption first
     trainer.step = 2
