@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="judge the models already in --output-dir")
     parser.add_argument("--override", default="{}", help='JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind), e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
+    logging.getLogger("limner").setLevel(logging.ERROR)  # the wording sets' new words warn once per prompt
 
     print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
     results = {}
