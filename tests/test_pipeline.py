@@ -148,3 +148,25 @@ def test_a_noise_code_is_chosen_by_number_or_by_the_name_training_gave_it(tmp_pa
         plain("a red circle", code=0)
     with pytest.raises(ConfigError, match="noise_code_names names 2 codes"):
         tiny_generator_config(noise_codes=4, noise_code_names=("a", "b"))
+
+
+def test_a_prompt_that_names_a_code_is_drawn_from_it_where_training_taught_so():
+    from limner.models import Generator
+    from limner.pipelines.text_to_image import named_code
+    from tests.conftest import tiny_generator_config
+
+    names = ("fluent", "fluent flat", "fluent high contrast", "google", "openmoji", "twitter")
+    assert named_code("cat face, Fluent Flat style", names) == 1  # the longest name, any case
+    assert named_code("cat face, fluent style", names) == 0
+    assert named_code("cat face in the style of twitter", names) == 5
+    assert named_code("cat face", names) == named_code("twitterish cat", names) == -1  # whole phrases only
+    encoder = tiny_pipeline().text_encoder
+    taught = TextToImagePipeline(Generator(tiny_generator_config(text_dim=encoder.dim, noise_codes=6, noise_code_names=names,
+                                                                 code_from_prompt=True)), encoder)
+    named = taught.generate_tensors("a red circle, openmoji style", num_images_per_prompt=3, seed=2)
+    assert torch.equal(named, taught.generate_tensors("a red circle, openmoji style", num_images_per_prompt=3, seed=2, code="openmoji"))
+    batched = taught.generate_batch([GenerationRequest("a red circle, openmoji style", 3, seed=2)])[0]
+    assert torch.allclose(named, batched, atol=1e-5)
+    untaught = TextToImagePipeline(taught.generator, encoder)
+    untaught.generator.config.code_from_prompt = False  # codes in turn, whatever the prompt names
+    assert not torch.allclose(untaught.generate_tensors("a red circle, openmoji style", num_images_per_prompt=3, seed=2), named)

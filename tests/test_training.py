@@ -474,6 +474,8 @@ def test_codes_tie_to_a_metadata_column_or_say_what_is_wrong():
         column_codes(data, "colour")
     with pytest.raises(ConfigError, match="needs generator.noise_codes"):
         build_train_config(None, {"noise_code_column": "style"})
+    with pytest.raises(ConfigError, match='noise_code_rows must be "shared" or "all"'):
+        build_train_config(None, {"noise_code_rows": "styled"})
 
 
 def _styled_folder(root):
@@ -500,7 +502,11 @@ def test_training_ties_the_codes_to_a_column_and_saves_their_names(tmp_path):
     config = build_train_config(None, tiny_train_overrides(data, tmp_path / "out", **tied, max_train_steps=2))
     Trainer(config, progress=False).train()
     from limner.pipelines import TextToImagePipeline
-    assert TextToImagePipeline.from_pretrained(tmp_path / "out").code_names == ("outlined", "plain")
+    tied_shared = TextToImagePipeline.from_pretrained(tmp_path / "out")
+    assert tied_shared.code_names == ("outlined", "plain") and not tied_shared.generator.config.code_from_prompt
+    config = build_train_config(None, tiny_train_overrides(data, tmp_path / "all", **tied, noise_code_rows="all", max_train_steps=1))
+    Trainer(config, progress=False).train()
+    assert TextToImagePipeline.from_pretrained(tmp_path / "all").generator.config.code_from_prompt  # styled prompts name their code
     tied["generator"]["noise_codes"] = 3
     with pytest.raises(ConfigError, match=r"'style' has 2 values \(outlined, plain\) but generator.noise_codes is 3"):
         Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "out3", **tied)), progress=False)

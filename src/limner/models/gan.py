@@ -63,6 +63,9 @@ class GeneratorConfig:
     # what each code was taught to draw, when training tied the codes to a metadata column
     # (GANTrainConfig.noise_code_column): ("fluent", "google", ...); empty when they were searched
     noise_code_names: tuple[str, ...] = ()
+    # trained with every labelled image drawn from its value's code (noise_code_rows "all"): a prompt
+    # that names a value ("..., twitter style") is then drawn from that code (see the pipeline)
+    code_from_prompt: bool = False
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +127,23 @@ class TextToImagePipeline(LoraLoaderMixin):
             truncation=self.truncation if truncation is None else truncation,
             generator=rng,
         )
-        noise = self._spread(noise, num_images_per_prompt, rng) if code is None else with_code(noise, code, self.generator.config.noise_codes)
+        if code is not None:
+            noise = with_code(noise, code, self.generator.config.noise_codes)
+        else:
+            noise = self._named_codes(self._spread(noise, num_images_per_prompt, rng), [p for p in prompts for _ in range(num_images_per_prompt)])
         return self._run_generator(noise, sentence)
+
+    def _named_codes(self, noise: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """noise (N, Z), one prompt per row: where the generator was trained to take its code from the
+        prompt (code_from_prompt), each row whose prompt names a code takes that code."""
+        if not getattr(self.generator.config, "code_from_prompt", False):
+            return noise
+        named = torch.tensor([named_code(prompt, self.code_names) for prompt in prompts])
+        rows = named >= 0
+        if rows.any():
+            noise = noise.clone()
+            noise[rows] = with_code(noise[rows], named[rows].to(noise.device), self.generator.config.noise_codes)
+        return noise
 
     @property
     def code_names(self) -> tuple[str, ...]:
@@ -175,7 +191,7 @@ class TextToImagePipeline(LoraLoaderMixin):
         rng = torch.Generator().manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
         noise = truncated_noise((request.num_images, self.generator.config.noise_dim),
                                 truncation=self.truncation if request.truncation is None else request.truncation, generator=rng)
-        return self._spread(noise, request.num_images, rng)
+        return self._named_codes(self._spread(noise, request.num_images, rng), [request.prompt] * request.num_images)
 
     def _spread(self, noise: torch.Tensor, per_prompt: int, rng: torch.Generator) -> torch.Tensor:
         codes = getattr(self.generator.config, "noise_codes", 0)
@@ -259,6 +275,16 @@ class TextToImagePipeline(LoraLoaderMixin):
 
             pipe.generator, pipe.text_encoder = load_onnx_parts(folder, pipe, int8=backend == "onnx-int8")
         return pipe
+
+
+def named_code(prompt: str, names: Sequence[str]) -> int:
+    """The index of the code name the prompt names as a whole phrase (the longest, so "fluent flat"
+    wins over "fluent"; any case), or -1."""
+    text = prompt.lower()
+    for name in sorted(names, key=len, reverse=True):
+        if re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", text):
+            return names.index(name)
+    return -1
 
 
 def check_guidance_scale(scale: float) -> float:

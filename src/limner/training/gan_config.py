@@ -52,6 +52,10 @@ class GANTrainConfig(GeneratorTrainConfig):
     # value's look and a prompt's images taken with the codes in turn show them all. Images without
     # the column are searched as before. "": the codes are found by the search alone
     noise_code_column: str = ""
+    # which captions are tied: "shared" (those several images share; a styled caption keeps a drawn
+    # code) or "all" (every labelled image, so the code always agrees with the style; a prompt that
+    # names a value is then drawn from its code)
+    noise_code_rows: str = "shared"
     # > 0: a training-only encoder reads each real image whose caption several images share and
     # proposes this many of the generator's noise entries for it; that sample is the one pulled
     # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
@@ -147,6 +151,8 @@ class GANTrainConfig(GeneratorTrainConfig):
         if self.latent_encoder_dims > 0 and (self.reconstruction_weight <= 0 or self.reconstruction_best_of != 1):
             raise ConfigError("latent_encoder_dims > 0 teaches through the reconstruction term: it needs reconstruction_weight > 0 "
                               f"and reconstruction_best_of 1 (got {self.reconstruction_weight} and {self.reconstruction_best_of})")
+        if self.noise_code_rows not in ("shared", "all"):
+            raise ConfigError(f'noise_code_rows must be "shared" or "all", got {self.noise_code_rows!r}')
         if self.noise_code_column and not self.generator.noise_codes:
             raise ConfigError(f"noise_code_column {self.noise_code_column!r} ties the generator's noise codes to a column: "
                               "it needs generator.noise_codes, one per value of the column")

@@ -249,11 +249,11 @@ def other_codes(noise: torch.Tensor, codes: int) -> torch.Tensor:
     return torch.stack([with_code(noise, (own + shift) % codes, codes) for shift in range(1, codes)])
 
 
-def tie_codes(batch: GANBatch, labels: torch.Tensor, shared: torch.Tensor, codes: int) -> None:
-    """Ties the noise codes to labels (noise_code_column): each caption that several images share
-    and whose image has a label (labels (B,) long, -1: none; shared (B,) bool) is drawn, in both its
-    samples, from its label's code, and is no longer searched; the rest keep their drawn codes."""
-    tied = shared & (labels >= 0)
+def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: int) -> None:
+    """Ties the noise codes to labels (noise_code_column): each of `rows` (B,) bool (the captions
+    several images share, or all) whose image has a label (labels (B,) long, -1: none) is drawn, in
+    both its samples, from its label's code, and is no longer searched; the rest keep their drawn codes."""
+    tied = rows & (labels >= 0)
     batch.noise[tied] = with_code(batch.noise[tied], labels[tied], codes)
     if batch.pair_noise is not None:
         pairs = batch.pair_noise.shape[0]

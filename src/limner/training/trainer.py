@@ -102,7 +102,8 @@ class Trainer:
     def _build_models(self) -> GANModels:
         generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim, self.data.sentence_table)
         if self.code_names:
-            generator_config = dataclasses.replace(generator_config, noise_code_names=self.code_names)
+            generator_config = dataclasses.replace(generator_config, noise_code_names=self.code_names,
+                                                   code_from_prompt=self.config.noise_code_rows == "all")
         generator, discriminator = Generator(generator_config), Discriminator(discriminator_config)
         generator.text_norm.fit(self.data.sentence_table)
         discriminator.text_norm.fit(self.data.sentence_table)
@@ -287,7 +288,8 @@ class Trainer:
             shape = (config.reconstruction_best_of - 2, config.train_batch_size, noise.shape[1])
             batch.search_noise = torch.randn(shape, generator=rng)[:, part].to(device)
         if self.image_codes is not None:
-            tie_codes(batch, self.image_codes[index].to(device), self.shared_caption[own].to(device), codes)
+            rows = self.shared_caption[own] if config.noise_code_rows == "shared" else torch.ones(len(own), dtype=torch.bool)
+            tie_codes(batch, self.image_codes[index].to(device), rows.to(device), codes)
         if self.models.latent_encoder is not None:
             batch.shared_caption = self.shared_caption[own].to(device)
         policy = self.augment_policy
