@@ -15,29 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from corpus_cuts import concept_half, read_split_rows, write_split  # benchmarks/ is on the path when run as a script
+from corpus_cuts import add_halves_arguments, emoji_halves  # benchmarks/ is on the path when run as a script
 from emoji_styles import print_row, summary_row
-from machine import sgemm_gflops
 
-from limner.data.builders import builtin_data_dir
 from limner.evaluation import evaluate
-
-
-def cut_halves(corpus: Path, out: Path) -> dict[str, Path]:
-    """Two copies of the corpus that share its train split and each hold half of its test concepts."""
-    train, test = read_split_rows(corpus, "train"), read_split_rows(corpus, "test")
-    folders = {}
-    for half in ("development", "blind"):
-        folder = folders[half] = out / half
-        write_split(corpus, "train", train, folder, "train")
-        write_split(corpus, "test", [row for row in test if concept_half(row["concept"]) == half], folder, "test")
-        for name in ("dataset_info.json", "README.md"):
-            if (corpus / name).is_file():
-                shutil.copy2(corpus / name, folder / name)
-    return folders
 
 
 def choose(rows: list[dict]) -> dict:
@@ -49,15 +32,10 @@ def choose(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--evaluator-dir", required=True)
+    add_halves_arguments(parser, "outputs/benchmarks/guidance")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--output-dir", default="outputs/benchmarks/guidance")
     args = parser.parse_args()
-    out = Path(args.output_dir)
-    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
-    halves = cut_halves(builtin_data_dir("emoji-styles", args.resolution), out / "data")
+    out, halves = emoji_halves(args)
     checkpoints = (Path(args.model_dir) / "checkpoints").glob("checkpoint-*")
     steps = max((int(path.name.split("-")[1]) for path in checkpoints if path.name.split("-")[1].isdigit()), default=0)
 

@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from emoji_styles import print_row, summary_row  # benchmarks/ is on the path when run as a script
-from guidance import cut_halves
-from machine import sgemm_gflops
+from corpus_cuts import add_halves_arguments, emoji_halves
 
-from limner.data.builders import builtin_data_dir
 from limner.evaluation import evaluate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--evaluator-dir", required=True)
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--output-dir", default="outputs/benchmarks/spread_codes")
+    add_halves_arguments(parser, "outputs/benchmarks/spread_codes")
     args = parser.parse_args()
-    out = Path(args.output_dir)
-    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
-    halves = cut_halves(builtin_data_dir("emoji-styles", args.resolution), out / "data")
+    out, halves = emoji_halves(args)
     rows = []
     for half in ("development", "blind"):
         for spread in (False, True):

@@ -333,20 +333,32 @@ def _four_corner_looks() -> torch.Tensor:
     return looks
 
 
-def test_noise_codes_each_settle_on_one_look_when_every_code_is_tried():
-    """One caption, four real looks (a square in each corner). With four discrete codes, every code
-    tried for each real image and only the nearest pulled (multiple-choice learning), the codes
-    divide the looks among them: each code draws its own look, whatever the rest of the noise."""
+def _train_on_four_looks(steps: int, labels: torch.Tensor | None = None):
+    """A generator with 4 noise codes trained on one caption's four looks (twice each in a batch of 8),
+    every code tried for each real image; with `labels` (8,), the codes tied to them instead.
+    -> (looks, the caption (1, 12), models)."""
+    from limner.training.gan_step import tie_codes
     looks = _four_corner_looks()
     target = looks.repeat(2, 1, 1, 1)  # (8, 3, 32, 32)
     captions = torch.eye(12)[:1].repeat(8, 1)
     models, optimizers = _models(noise_codes=4)
     rng = torch.Generator().manual_seed(0)
-    for _ in range(300):
+    every = torch.ones(8, dtype=torch.bool)
+    for _ in range(steps):
         pair_noise = torch.randn(8, 8, generator=rng)
         batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
-                         pair_noise=pair_noise, search_noise=other_codes(pair_noise, 4))
+                         pair_noise=pair_noise, search_noise=other_codes(pair_noise, 4), search_rows=None if labels is None else every)
+        if labels is not None:
+            tie_codes(batch, labels, every, 4)
         gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_best_of_two=True)
+    return looks, captions, models
+
+
+def test_noise_codes_each_settle_on_one_look_when_every_code_is_tried():
+    """One caption, four real looks (a square in each corner). With four discrete codes, every code
+    tried for each real image and only the nearest pulled (multiple-choice learning), the codes
+    divide the looks among them: each code draws its own look, whatever the rest of the noise."""
+    looks, captions, models = _train_on_four_looks(300)
     with torch.no_grad():
         tails = torch.randn(2, 8, generator=torch.Generator().manual_seed(7))
         for tail in tails:
@@ -444,18 +456,7 @@ def test_tied_codes_take_each_labelled_images_code_and_leave_the_rest_drawn():
 def test_tied_codes_each_learn_their_labels_look():
     """One caption, four real looks labelled 0-3 (a square in each corner). With the codes tied to the
     labels, code k draws look k: not a permutation found by the search, the labelled one."""
-    from limner.training.gan_step import tie_codes
-    looks = _four_corner_looks()
-    target, labels = looks.repeat(2, 1, 1, 1), torch.arange(4).repeat(2)
-    captions = torch.eye(12)[:1].repeat(8, 1)
-    models, optimizers = _models(noise_codes=4)
-    rng = torch.Generator().manual_seed(0)
-    for _ in range(200):
-        pair_noise = torch.randn(8, 8, generator=rng)
-        batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), torch.randn(8, 8, generator=rng),
-                         pair_noise=pair_noise, search_noise=other_codes(pair_noise, 4), search_rows=torch.ones(8, dtype=torch.bool))
-        tie_codes(batch, labels, torch.ones(8, dtype=torch.bool), 4)
-        gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_best_of_two=True)
+    looks, captions, models = _train_on_four_looks(200, labels=torch.arange(4).repeat(2))
     with torch.no_grad():
         tail = torch.randn(1, 8, generator=torch.Generator().manual_seed(7))
         drawn = torch.cat([models.generator(with_code(tail, code, 4), captions[:1]) for code in range(4)])
