@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from limner.training.losses import contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss
+from limner.training.losses import class_loss, contrastive_loss, hinge_d_loss, hinge_g_loss, matching_aware_gp, reconstruction_loss
 
 
 def test_hinge_d_loss_by_hand():
@@ -102,3 +102,11 @@ def test_best_of_reconstruction_pulls_only_the_nearer_sample():
     loss.backward()
     assert near.grad[0].abs().sum() > 0 and near.grad[1].abs().sum() == 0
     assert far.grad[0].abs().sum() == 0 and far.grad[1].abs().sum() > 0
+
+
+def test_class_loss_reads_only_the_labelled_rows():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [5.0, -5.0]])
+    labels = torch.tensor([0, -1, 1])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+    assert torch.allclose(class_loss(logits, labels), expected)
+    assert class_loss(logits, torch.full((3,), -1)).item() == 0.0

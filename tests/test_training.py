@@ -14,10 +14,10 @@ from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
-def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0):
+def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0, classes=0):
     torch.manual_seed(seed)
     generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32, noise_codes=noise_codes))
-    discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim))
+    discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim, classes=classes))
     encoder = LatentEncoder(LatentEncoderConfig(latent_dims=latent_dims, channels=8)) if latent_dims else None
     models = GANModels(generator, discriminator, copy.deepcopy(generator), encoder)
     optimizers = GANOptimizers(
@@ -511,6 +511,61 @@ def test_training_ties_the_codes_to_a_column_and_saves_their_names(tmp_path):
     tied["generator"]["noise_codes"] = 3
     with pytest.raises(ConfigError, match=r"'style' has 2 values \(outlined, plain\) but generator.noise_codes is 3"):
         Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "out3", **tied)), progress=False)
+
+
+def test_the_class_head_alone_teaches_each_code_its_labels_look():
+    """One caption, four real looks labelled 0-3, each image drawn from its label's code, and no
+    reconstruction term: only the discriminator's class head (trained on the real images) tells the
+    generator which look a code's image should show. Code k then draws look k."""
+    looks = _four_corner_looks()
+    target, labels = looks.repeat(2, 1, 1, 1), torch.arange(4).repeat(2)
+    captions = torch.eye(12)[:1].repeat(8, 1)
+    models, optimizers = _models(noise_codes=4, classes=4)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(STEPS_CLASS_HEAD):
+        noise = with_code(torch.randn(8, 8, generator=rng), labels, 4)
+        batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), noise, class_labels=labels, fake_class_labels=labels)
+        stats = gan_train_step(models, optimizers, batch, class_weight=1.0)
+    assert stats["class_real"] < 0.1, stats  # the head reads the real looks
+    with torch.no_grad():
+        tail = torch.randn(1, 8, generator=torch.Generator().manual_seed(7))
+        drawn = torch.cat([models.generator(with_code(tail, code, 4), captions[:1]) for code in range(4)])
+        errors = (drawn[:, None] - looks[None]).abs().flatten(2).mean(2)  # (code, look)
+        assert errors.argmin(1).tolist() == [0, 1, 2, 3], errors
+
+
+STEPS_CLASS_HEAD = 200
+
+
+def test_caption_labels_keep_a_value_only_where_every_image_of_the_caption_agrees():
+    from limner.training.data import CaptionedImages, caption_labels
+    # images 0-2 carry caption 0 (styles 1, 0, 1); image 1 also caption 1; image 2 caption 2; image 3 caption 3 (no style)
+    data = CaptionedImages(images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), captions=["dot", "dot, a style", "dot, b style", "x"],
+                           sentence_table=torch.zeros(4, 4), caption_ids=torch.tensor([0, 0, 1, 0, 2, 3]),
+                           offsets=torch.tensor([0, 1, 3, 5]), counts=torch.tensor([1, 2, 2, 1]))
+    assert caption_labels(data, torch.tensor([1, 0, 1, -1])).tolist() == [-1, 0, 1, -1]
+
+
+def test_training_with_a_class_head_labels_real_and_generated_images(tmp_path):
+    data = _styled_folder(tmp_path / "styled")
+    from tests.conftest import TINY_GENERATOR
+    config = build_train_config(None, tiny_train_overrides(data, tmp_path / "out", class_column="style", max_train_steps=1))
+    trainer = Trainer(config, progress=False)
+    assert trainer.class_names == ("outlined", "plain") and trainer.models.discriminator.config.classes == 2
+    batch, own, _ = trainer._sample_batch()
+    styled = torch.tensor([", " in trainer.data.captions[caption] for caption in own.tolist()])
+    assert (batch.class_labels >= 0).all()
+    assert torch.equal(batch.fake_class_labels >= 0, styled)  # a style-free caption's images differ: its value is not known
+    assert {"class_real", "class_fake"} <= trainer._run_step(batch).keys()
+    tied = {"generator": {**TINY_GENERATOR, "noise_codes": 2}, "noise_code_column": "style", "class_column": "style",
+            "reconstruction_weight": 1.0, "reconstruction_best_of": 2}
+    trainer = Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "tied", **tied, max_train_steps=1)), progress=False)
+    batch, _, _ = trainer._sample_batch()
+    assert torch.equal(batch.fake_class_labels, batch.class_labels)  # tied codes: every generated image's value is its code's
+    with pytest.raises(ConfigError, match="class_column 'colour': no training image has that metadata column"):
+        Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "x", class_column="colour")), progress=False)
+    with pytest.raises(ConfigError, match="class_weight must be 0"):
+        build_train_config(None, {"class_weight": -1})
 
 
 def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):

@@ -93,6 +93,9 @@ class DiscriminatorConfig:
     contrastive_dim: int = 0
     text_components: int = 0  # as in GeneratorConfig
     text_whiten: bool = False  # as in GeneratorConfig
+    # > 0: an auxiliary classifier head (AC-GAN) that reads this many values of a metadata
+    # column (e.g. the style) from the image alone; trained on real images (see GANTrainConfig.class_column)
+    classes: int = 0
 
 
 class Affine(nn.Module):
@@ -231,6 +234,8 @@ class Discriminator(PretrainedModel):
         if config.contrastive_dim > 0:
             self.image_projection = nn.Linear(channels[-1], config.contrastive_dim)
             self.text_projection = nn.Linear(config.text_dim, config.contrastive_dim)
+        if config.classes > 0:
+            self.class_head = nn.Linear(channels[-1], config.classes)
         if config.spectral_norm:
             for module in list(self.modules()):
                 if isinstance(module, nn.Conv2d):
@@ -260,6 +265,12 @@ class Discriminator(PretrainedModel):
         image = self.image_projection(features.sum(dim=(2, 3)))
         text = self.text_projection(self.text_norm(sentence))
         return image, text
+
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, C, 4, 4) -> the auxiliary head's logits over the column's values (B, classes)."""
+        if self.config.classes <= 0:
+            raise ConfigError("this discriminator has no class head (classes is 0)")
+        return self.class_head(features.mean(dim=(2, 3)))
 
 
 def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -208,17 +208,29 @@ def shared_captions(data: CaptionedImages) -> torch.Tensor:
     return shared
 
 
-def column_codes(data: CaptionedImages, column: str) -> tuple[tuple[str, ...], torch.Tensor]:
+def column_codes(data: CaptionedImages, column: str, *, option: str = "noise_code_column") -> tuple[tuple[str, ...], torch.Tensor]:
     """The distinct values of a metadata column, sorted, and each image's index among them (N,)
-    long, -1 where the image has no value: what ties the generator's noise codes to the column."""
+    long, -1 where the image has no value: what ties the generator's noise codes to the column
+    (or labels the class head's images); `option` names the setting in the error."""
     values = [str(row.get(column, "")).strip() if row else "" for row in (data.columns or [{}] * len(data))]
     names = tuple(sorted({value for value in values if value}))
     if not names:
         present = sorted({key for row in data.columns or [] for key in (row or {})})
-        raise ConfigError(f"noise_code_column {column!r}: no training image has that metadata column "
+        raise ConfigError(f"{option} {column!r}: no training image has that metadata column "
                           f"(columns present: {', '.join(present) or 'none besides file_name and text'})")
     index = {name: i for i, name in enumerate(names)}
     return names, torch.tensor([index.get(value, -1) for value in values])
+
+
+def caption_labels(data: CaptionedImages, labels: torch.Tensor) -> torch.Tensor:
+    """For each caption id, the label (of labels (N,), one per image) that all its training images
+    share, -1 where they differ or have none: the value a generated image of that caption should show."""
+    result = torch.full((len(data.captions),), -1, dtype=torch.long)
+    for caption, images in caption_owners(data).items():
+        values = set(labels[images].tolist())
+        if len(values) == 1:
+            result[caption] = values.pop()
+    return result
 
 
 def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:

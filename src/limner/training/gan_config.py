@@ -56,6 +56,13 @@ class GANTrainConfig(GeneratorTrainConfig):
     # code) or "all" (every labelled image, so the code always agrees with the style; a prompt that
     # names a value is then drawn from its code)
     noise_code_rows: str = "shared"
+    # a metadata column (e.g. "style") whose value the discriminator also learns to read from each real
+    # image (an auxiliary classifier head, AC-GAN), while the generator is asked to draw it: each
+    # generated image whose value is known (every training image of its caption has one value, or its
+    # noise code is tied to the value by noise_code_column) is pulled towards being read as that value,
+    # with class_weight. "": off
+    class_column: str = ""
+    class_weight: float = 1.0
     # > 0: a training-only encoder reads each real image whose caption several images share and
     # proposes this many of the generator's noise entries for it; that sample is the one pulled
     # towards the image (see models/latent_encoder.py), so the noise learns to pick among a caption's looks
@@ -136,6 +143,8 @@ class GANTrainConfig(GeneratorTrainConfig):
                               f"and {self.diversity_start_step}")
         if self.diversity_target != AUTO and (isinstance(self.diversity_target, str) or self.diversity_target <= 0):
             raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
+        if self.class_weight < 0:
+            raise ConfigError(f"class_weight must be 0 (off) or positive, got {self.class_weight}")
         parse_policy(self.augment)
 
     def _check_reconstruction(self) -> None:

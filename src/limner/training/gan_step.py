@@ -11,7 +11,7 @@ from limner.models import Discriminator, Generator, LatentEncoder
 from limner.models.gan import noise_code, with_code
 from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
-    alignment_loss, best_of_reconstruction_loss, caption_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
+    alignment_loss, best_of_reconstruction_loss, caption_loss, class_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
     matching_aware_gp, diversity_loss, reconstruction_errors, reconstruction_loss,
 )
 
@@ -46,6 +46,8 @@ class GANBatch:
     shared_caption: torch.Tensor | None = None      # (B,) bool: the caption has several training images (latent encoder)
     search_noise: torch.Tensor | None = None        # (S, B, Z) further candidates for pair_noise: the nearest one is used
     search_rows: torch.Tensor | None = None         # (B,) bool: search only these captions (None: all)
+    class_labels: torch.Tensor | None = None        # (B,) long: each real image's value of the class column (-1: none)
+    fake_class_labels: torch.Tensor | None = None   # (B,) long: the value each generated image should show (-1: not known)
 
 
 @dataclass
@@ -75,6 +77,7 @@ def gan_train_step(
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
     latent_kl_weight: float = 0.0,
+    class_weight: float = 0.0,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
     guides: Guides | None = None,
 ) -> dict[str, float]:
@@ -84,7 +87,9 @@ def gan_train_step(
     reconstruction towards the real image of each caption, on reconstruction_pool cells, of the nearer
     of two samples with reconstruction_best_of_two; diversity between the two), and the frozen guides'
     terms (guide_terms); then the EMA. batch.augment transforms what the discriminator sees, real and
-    generated alike, in both updates (DiffAugment). `sync_gradients(module)` runs between each
+    generated alike, in both updates (DiffAugment). With class_weight > 0 and batch.class_labels the
+    discriminator's class head learns each real image's value, and the generator is asked to draw the
+    value batch.fake_class_labels names (AC-GAN). `sync_gradients(module)` runs between each
     backward and its optimiser step (data-parallel training averages the gradients there)."""
     sync = sync_gradients or (lambda module: None)
     augment = batch.augment or (lambda images: images)
@@ -93,7 +98,8 @@ def gan_train_step(
     fake = models.generator(batch.noise, condition)  # (B, 3, H, W), judged against batch.sentence
     d_stats, real_image_embedding = discriminator_update(
         models.discriminator, optimizers.discriminator, batch, fake, augment, same_caption, sync, gp_weight=gp_weight,
-        gp_power=gp_power, contrastive_weight=contrastive_weight, contrastive_temperature=contrastive_temperature)
+        gp_power=gp_power, contrastive_weight=contrastive_weight, contrastive_temperature=contrastive_temperature,
+        class_weight=class_weight)
 
     discriminator = models.discriminator
     # the generator step needs no discriminator weight grads; the trained ones (all, or an adapter's) are restored after
@@ -108,6 +114,10 @@ def gan_train_step(
         g_total = g_total + contrastive_terms(discriminator, fake_features, batch.sentence, real_image_embedding, same_caption, stats,
                                               weight=contrastive_weight, image_weight=image_contrastive_weight,
                                               temperature=contrastive_temperature)
+    if class_weight > 0 and batch.fake_class_labels is not None:
+        fake_class = class_loss(discriminator.class_logits(fake_features), batch.fake_class_labels)
+        stats["class_fake"] = fake_class.item()
+        g_total = g_total + class_weight * fake_class
     second, pair_noise, kl_term = second_samples(models, batch, condition, stats, pool=reconstruction_pool, latent_kl_weight=latent_kl_weight,
                                                  wanted=diversity_weight > 0 or reconstruction_best_of_two)
     g_total = g_total + kl_term + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
@@ -147,9 +157,10 @@ def second_samples(models: GANModels, batch: GANBatch, condition: torch.Tensor, 
 
 def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Optimizer, batch: GANBatch, fake: torch.Tensor,
                          augment, same_caption: torch.Tensor, sync, *, gp_weight: float, gp_power: float,
-                         contrastive_weight: float, contrastive_temperature: float) -> tuple[dict[str, float], torch.Tensor | None]:
+                         contrastive_weight: float, contrastive_temperature: float,
+                         class_weight: float = 0.0) -> tuple[dict[str, float], torch.Tensor | None]:
     """The discriminator's step: hinge with mismatched captions, the matching-aware penalty and,
-    optionally, the contrastive head on real pairs. Returns its figures and the real images'
+    optionally, the contrastive head on real pairs and the class head on real images. Returns its figures and the real images'
     contrastive embeddings (None without the head)."""
     images = augment(batch.images).detach().requires_grad_(True)  # the penalty is on what D sees
     # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
@@ -168,6 +179,11 @@ def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Op
         real_match = contrastive_loss(real_image_embedding, real_text_embedding, same_caption, temperature=contrastive_temperature)
         d_total = d_total + contrastive_weight * real_match
         stats["contrastive_real"] = real_match.item()
+    if class_weight > 0 and batch.class_labels is not None:
+        # real images only: the head learns what the value looks like, never what the generator draws
+        real_class = class_loss(discriminator.class_logits(real_features), batch.class_labels)
+        d_total = d_total + class_weight * real_class
+        stats["class_real"] = real_class.item()
     optimizer.zero_grad(set_to_none=True)
     d_total.backward()
     sync(discriminator)
@@ -249,10 +265,11 @@ def other_codes(noise: torch.Tensor, codes: int) -> torch.Tensor:
     return torch.stack([with_code(noise, (own + shift) % codes, codes) for shift in range(1, codes)])
 
 
-def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: int) -> None:
+def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: int) -> torch.Tensor:
     """Ties the noise codes to labels (noise_code_column): each of `rows` (B,) bool (the captions
     several images share, or all) whose image has a label (labels (B,) long, -1: none) is drawn, in
-    both its samples, from its label's code, and is no longer searched; the rest keep their drawn codes."""
+    both its samples, from its label's code, and is no longer searched; the rest keep their drawn codes.
+    Returns which rows were tied (B,) bool."""
     tied = rows & (labels >= 0)
     batch.noise[tied] = with_code(batch.noise[tied], labels[tied], codes)
     if batch.pair_noise is not None:
@@ -260,6 +277,7 @@ def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: 
         batch.pair_noise[tied[:pairs]] = with_code(batch.pair_noise[tied[:pairs]], labels[:pairs][tied[:pairs]], codes)
     if batch.search_rows is not None:
         batch.search_rows = batch.search_rows & ~tied
+    return tied
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,

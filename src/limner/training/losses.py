@@ -98,6 +98,15 @@ def contrastive_loss(
     return 0.5 * (image_to_text + text_to_image)
 
 
+def class_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits (B, K) for labels (B,) long, over the rows that have one (label >= 0);
+    0 when none has."""
+    known = labels >= 0
+    if not known.any():
+        return logits.new_zeros(())
+    return F.cross_entropy(logits[known], labels[known])
+
+
 def alignment_loss(scores: torch.Tensor) -> torch.Tensor:
     """1 - cosine, averaged: scores (B,) are a frozen aligner's image-caption cosines in [-1, 1]."""
     return (1.0 - scores).mean()

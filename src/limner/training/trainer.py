@@ -33,7 +33,7 @@ from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO
 from limner.training.gan_config import GANTrainConfig
 from limner.training.data import (
-    CaptionedImages, StreamingCaptionedImages, column_codes, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
+    CaptionedImages, StreamingCaptionedImages, caption_labels, column_codes, estimate_diversity_target, load_training_data, resolve_data_dir, shared_captions,
 )
 from limner.training.distributed import DistributedContext
 from limner.training.loop import NullWriter, StepLoop, tensorboard_writer
@@ -69,6 +69,7 @@ class Trainer:
         # which captions several training images share (an imagefolder in memory only: shards do not say)
         self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
         self.code_names, self.image_codes = self._code_labels()
+        self.class_names, self.image_classes, self.caption_classes = self._class_labels()
         self.training_words = vocabulary_of(self.data.captions)  # saved with the model: prompts that share none get a warning
         self.validation_prompts = list(config.validation_prompts) or self._default_prompts()
         self.models = self._build_models()
@@ -99,8 +100,26 @@ class Trainer:
                  column, ", ".join(names), int((image_codes < 0).sum()), len(image_codes))
         return names, image_codes
 
+    def _class_labels(self) -> tuple[tuple[str, ...], torch.Tensor | None, torch.Tensor | None]:
+        """With class_column: the column's values, each training image's value (-1: none) and each
+        caption's (-1: its images differ or have none); else ((), None, None)."""
+        column = self.config.class_column
+        if not column:
+            return (), None, None
+        if not isinstance(self.data, CaptionedImages):
+            raise ConfigError("class_column reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
+        names, image_classes = column_codes(self.data, column, option="class_column")
+        if len(names) < 2:
+            raise ConfigError(f"class_column {column!r} has one value ({names[0]}): a class head needs at least two")
+        caption_classes = caption_labels(self.data, image_classes)
+        log.info("class head on %r: %s; %d of %d captions name one value", column, ", ".join(names),
+                 int((caption_classes >= 0).sum()), len(caption_classes))
+        return names, image_classes, caption_classes
+
     def _build_models(self) -> GANModels:
         generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim, self.data.sentence_table)
+        if self.class_names:
+            discriminator_config = dataclasses.replace(discriminator_config, classes=len(self.class_names))
         if self.code_names:
             generator_config = dataclasses.replace(generator_config, noise_code_names=self.code_names,
                                                    code_from_prompt=self.config.noise_code_rows == "all")
@@ -287,9 +306,12 @@ class Trainer:
         elif config.reconstruction_best_of > 2:
             shape = (config.reconstruction_best_of - 2, config.train_batch_size, noise.shape[1])
             batch.search_noise = torch.randn(shape, generator=rng)[:, part].to(device)
+        tied = None
         if self.image_codes is not None:
             rows = self.shared_caption[own] if config.noise_code_rows == "shared" else torch.ones(len(own), dtype=torch.bool)
-            tie_codes(batch, self.image_codes[index].to(device), rows.to(device), codes)
+            tied = tie_codes(batch, self.image_codes[index].to(device), rows.to(device), codes)
+        if self.image_classes is not None:
+            self._label_classes(batch, index, own, tied)
         if self.models.latent_encoder is not None:
             batch.shared_caption = self.shared_caption[own].to(device)
         policy = self.augment_policy
@@ -297,6 +319,15 @@ class Trainer:
             seed = int(torch.randint(2**62, (1,), generator=rng))  # one draw per step: real and fake get alike transforms
             batch.augment = lambda images: diff_augment(images, policy, torch.Generator().manual_seed(seed))
         return batch, own, other
+
+    def _label_classes(self, batch: GANBatch, index: torch.Tensor, own: torch.Tensor, tied: torch.Tensor | None) -> None:
+        """The class head's labels: each real image's value, and the value each generated image should
+        show: its caption's, or, where its code is tied to the same column, its real image's."""
+        device = self.dist.device
+        batch.class_labels = self.image_classes[index].to(device)
+        batch.fake_class_labels = self.caption_classes[own].to(device)
+        if tied is not None and self.config.noise_code_column == self.config.class_column:
+            batch.fake_class_labels = torch.where(tied, batch.class_labels, batch.fake_class_labels)
 
     def _run_step(self, batch: GANBatch) -> dict[str, float]:
         config, device = self.config, self.dist.device
@@ -313,7 +344,8 @@ class Trainer:
                 reconstruction_best_of_two=config.reconstruction_best_of >= 2,
                 diversity_weight=config.diversity_weight if self.step >= config.diversity_start_step else 0.0,
                 diversity_target=self.diversity_target,
-                latent_kl_weight=config.latent_kl_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
+                latent_kl_weight=config.latent_kl_weight,
+                class_weight=config.class_weight if config.class_column else 0.0, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
     def _set_learning_rates(self) -> None:
