@@ -14,7 +14,7 @@ from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
-def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0, classes=0):
+def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0, classes=()):
     torch.manual_seed(seed)
     generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32, noise_codes=noise_codes))
     discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim, classes=classes))
@@ -490,7 +490,8 @@ def _styled_folder(root):
     for index in range(8):
         style = ("plain", "outlined")[index % 2]
         Image.new("RGB", (32, 32), (200, 40 * index, 90 if index % 2 else 10)).save(split / f"{index}.png")
-        lines.append(json.dumps({"file_name": f"{index}.png", "text": [f"dot {index // 2}, {style} style", f"dot {index // 2}"], "style": style}))
+        lines.append(json.dumps({"file_name": f"{index}.png", "text": [f"dot {index // 2}, {style} style", f"dot {index // 2}"], "style": style,
+                                 "concept": f"dot {index // 2}"}))
     (split / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
@@ -520,11 +521,11 @@ def test_the_class_head_alone_teaches_each_code_its_labels_look():
     looks = _four_corner_looks()
     target, labels = looks.repeat(2, 1, 1, 1), torch.arange(4).repeat(2)
     captions = torch.eye(12)[:1].repeat(8, 1)
-    models, optimizers = _models(noise_codes=4, classes=4)
+    models, optimizers = _models(noise_codes=4, classes=(4,))
     rng = torch.Generator().manual_seed(0)
     for _ in range(STEPS_CLASS_HEAD):
         noise = with_code(torch.randn(8, 8, generator=rng), labels, 4)
-        batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), noise, class_labels=labels, fake_class_labels=labels)
+        batch = GANBatch(target, captions, torch.eye(12)[1:2].repeat(8, 1), noise, class_labels=labels[:, None], fake_class_labels=labels[:, None])
         stats = gan_train_step(models, optimizers, batch, class_weight=1.0)
     assert stats["class_real"] < 0.1, stats  # the head reads the real looks
     with torch.no_grad():
@@ -549,15 +550,17 @@ def test_caption_labels_keep_a_value_only_where_every_image_of_the_caption_agree
 def test_training_with_a_class_head_labels_real_and_generated_images(tmp_path):
     data = _styled_folder(tmp_path / "styled")
     from tests.conftest import TINY_GENERATOR
-    config = build_train_config(None, tiny_train_overrides(data, tmp_path / "out", class_column="style", max_train_steps=1))
+    config = build_train_config(None, tiny_train_overrides(data, tmp_path / "out", class_column="style, concept", max_train_steps=1))
     trainer = Trainer(config, progress=False)
-    assert trainer.class_names == ("outlined", "plain") and trainer.models.discriminator.config.classes == 2
+    assert trainer.class_names == (("outlined", "plain"), ("dot 0", "dot 1", "dot 2", "dot 3"))
+    assert trainer.models.discriminator.config.classes == (2, 4)
     batch, own, _ = trainer._sample_batch()
     styled = torch.tensor([", " in trainer.data.captions[caption] for caption in own.tolist()])
-    assert (batch.class_labels >= 0).all()
-    assert torch.equal(batch.fake_class_labels >= 0, styled)  # a style-free caption's images differ: its value is not known
+    assert batch.class_labels.shape == (len(own), 2) and (batch.class_labels >= 0).all()
+    assert torch.equal(batch.fake_class_labels[:, 0] >= 0, styled)  # a style-free caption's images differ in style: not known
+    assert (batch.fake_class_labels[:, 1] >= 0).all()  # but agree on the concept
     assert {"class_real", "class_fake"} <= trainer._run_step(batch).keys()
-    tied = {"generator": {**TINY_GENERATOR, "noise_codes": 2}, "noise_code_column": "style", "class_column": "style",
+    tied = {"generator": {**TINY_GENERATOR, "noise_codes": 2}, "noise_code_column": "style", "class_column": "concept,style",
             "reconstruction_weight": 1.0, "reconstruction_best_of": 2}
     trainer = Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "tied", **tied, max_train_steps=1)), progress=False)
     batch, _, _ = trainer._sample_batch()
@@ -566,6 +569,8 @@ def test_training_with_a_class_head_labels_real_and_generated_images(tmp_path):
         Trainer(build_train_config(None, tiny_train_overrides(data, tmp_path / "x", class_column="colour")), progress=False)
     with pytest.raises(ConfigError, match="class_weight must be 0"):
         build_train_config(None, {"class_weight": -1})
+    with pytest.raises(ConfigError, match="distinct metadata columns"):
+        build_train_config(None, {"class_column": "style,,style"})
 
 
 def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):

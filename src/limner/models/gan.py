@@ -93,9 +93,10 @@ class DiscriminatorConfig:
     contrastive_dim: int = 0
     text_components: int = 0  # as in GeneratorConfig
     text_whiten: bool = False  # as in GeneratorConfig
-    # > 0: an auxiliary classifier head (AC-GAN) that reads this many values of a metadata
-    # column (e.g. the style) from the image alone; trained on real images (see GANTrainConfig.class_column)
-    classes: int = 0
+    # auxiliary classifier heads (AC-GAN), one per metadata column, each reading that many values of
+    # its column (e.g. the six styles) from the image alone; trained on real images (see
+    # GANTrainConfig.class_column). (): none
+    classes: tuple[int, ...] = ()
 
 
 class Affine(nn.Module):
@@ -234,8 +235,8 @@ class Discriminator(PretrainedModel):
         if config.contrastive_dim > 0:
             self.image_projection = nn.Linear(channels[-1], config.contrastive_dim)
             self.text_projection = nn.Linear(config.text_dim, config.contrastive_dim)
-        if config.classes > 0:
-            self.class_head = nn.Linear(channels[-1], config.classes)
+        if config.classes:
+            self.class_heads = nn.ModuleList(nn.Linear(channels[-1], count) for count in config.classes)
         if config.spectral_norm:
             for module in list(self.modules()):
                 if isinstance(module, nn.Conv2d):
@@ -266,11 +267,12 @@ class Discriminator(PretrainedModel):
         text = self.text_projection(self.text_norm(sentence))
         return image, text
 
-    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, C, 4, 4) -> the auxiliary head's logits over the column's values (B, classes)."""
-        if self.config.classes <= 0:
-            raise ConfigError("this discriminator has no class head (classes is 0)")
-        return self.class_head(features.mean(dim=(2, 3)))
+    def class_logits(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """features (B, C, 4, 4) -> each auxiliary head's logits over its column's values, [(B, classes[h])]."""
+        if not self.config.classes:
+            raise ConfigError("this discriminator has no class heads (classes is empty)")
+        pooled = features.mean(dim=(2, 3))
+        return [head(pooled) for head in self.class_heads]
 
 
 def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -56,11 +56,11 @@ class GANTrainConfig(GeneratorTrainConfig):
     # code) or "all" (every labelled image, so the code always agrees with the style; a prompt that
     # names a value is then drawn from its code)
     noise_code_rows: str = "shared"
-    # a metadata column (e.g. "style") whose value the discriminator also learns to read from each real
-    # image (an auxiliary classifier head, AC-GAN), while the generator is asked to draw it: each
-    # generated image whose value is known (every training image of its caption has one value, or its
-    # noise code is tied to the value by noise_code_column) is pulled towards being read as that value,
-    # with class_weight. "": off
+    # metadata columns, comma-separated (e.g. "style" or "style,concept"), whose values the discriminator
+    # also learns to read from each real image (one auxiliary classifier head per column, AC-GAN), while
+    # the generator is asked to draw them: each generated image whose value is known (every training
+    # image of its caption has one value, or its noise code is tied to the value by noise_code_column)
+    # is pulled towards being read as that value, with class_weight. "": off
     class_column: str = ""
     class_weight: float = 1.0
     # > 0: a training-only encoder reads each real image whose caption several images share and
@@ -145,6 +145,9 @@ class GANTrainConfig(GeneratorTrainConfig):
             raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
         if self.class_weight < 0:
             raise ConfigError(f"class_weight must be 0 (off) or positive, got {self.class_weight}")
+        columns = self.class_columns
+        if self.class_column and (not all(columns) or len(set(columns)) != len(columns)):
+            raise ConfigError(f"class_column must name distinct metadata columns separated by commas, got {self.class_column!r}")
         parse_policy(self.augment)
 
     def _check_reconstruction(self) -> None:
@@ -168,6 +171,11 @@ class GANTrainConfig(GeneratorTrainConfig):
         if self.generator.noise_codes and self.reconstruction_best_of != 2:
             raise ConfigError("generator.noise_codes are searched by the best-of reconstruction: they need reconstruction_best_of 2 "
                               f"(every code is then tried for each real image), got {self.reconstruction_best_of}")
+
+    @property
+    def class_columns(self) -> tuple[str, ...]:
+        """The columns of class_column, in order (() when off)."""
+        return tuple(column.strip() for column in self.class_column.split(",")) if self.class_column.strip() else ()
 
     def model_configs(self, text_dim: int, sentences: torch.Tensor | None = None) -> tuple[GeneratorConfig, DiscriminatorConfig]:
         """Generator and discriminator configs with resolution and text size filled in;

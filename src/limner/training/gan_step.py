@@ -46,8 +46,8 @@ class GANBatch:
     shared_caption: torch.Tensor | None = None      # (B,) bool: the caption has several training images (latent encoder)
     search_noise: torch.Tensor | None = None        # (S, B, Z) further candidates for pair_noise: the nearest one is used
     search_rows: torch.Tensor | None = None         # (B,) bool: search only these captions (None: all)
-    class_labels: torch.Tensor | None = None        # (B,) long: each real image's value of the class column (-1: none)
-    fake_class_labels: torch.Tensor | None = None   # (B,) long: the value each generated image should show (-1: not known)
+    class_labels: torch.Tensor | None = None        # (B, H) long: each real image's value of each class column (-1: none)
+    fake_class_labels: torch.Tensor | None = None   # (B, H) long: the values each generated image should show (-1: not known)
 
 
 @dataclass
@@ -88,8 +88,8 @@ def gan_train_step(
     of two samples with reconstruction_best_of_two; diversity between the two), and the frozen guides'
     terms (guide_terms); then the EMA. batch.augment transforms what the discriminator sees, real and
     generated alike, in both updates (DiffAugment). With class_weight > 0 and batch.class_labels the
-    discriminator's class head learns each real image's value, and the generator is asked to draw the
-    value batch.fake_class_labels names (AC-GAN). `sync_gradients(module)` runs between each
+    discriminator's class heads learn each real image's values, and the generator is asked to draw the
+    values batch.fake_class_labels names (AC-GAN). `sync_gradients(module)` runs between each
     backward and its optimiser step (data-parallel training averages the gradients there)."""
     sync = sync_gradients or (lambda module: None)
     augment = batch.augment or (lambda images: images)
@@ -115,7 +115,7 @@ def gan_train_step(
                                               weight=contrastive_weight, image_weight=image_contrastive_weight,
                                               temperature=contrastive_temperature)
     if class_weight > 0 and batch.fake_class_labels is not None:
-        fake_class = class_loss(discriminator.class_logits(fake_features), batch.fake_class_labels)
+        fake_class = class_terms(discriminator, fake_features, batch.fake_class_labels)
         stats["class_fake"] = fake_class.item()
         g_total = g_total + class_weight * fake_class
     second, pair_noise, kl_term = second_samples(models, batch, condition, stats, pool=reconstruction_pool, latent_kl_weight=latent_kl_weight,
@@ -181,7 +181,7 @@ def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Op
         stats["contrastive_real"] = real_match.item()
     if class_weight > 0 and batch.class_labels is not None:
         # real images only: the head learns what the value looks like, never what the generator draws
-        real_class = class_loss(discriminator.class_logits(real_features), batch.class_labels)
+        real_class = class_terms(discriminator, real_features, batch.class_labels)
         d_total = d_total + class_weight * real_class
         stats["class_real"] = real_class.item()
     optimizer.zero_grad(set_to_none=True)
@@ -189,6 +189,12 @@ def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Op
     sync(discriminator)
     optimizer.step()
     return stats, real_image_embedding
+
+
+def class_terms(discriminator: Discriminator, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The class heads' cross-entropies for labels (B, H), one column per head, summed."""
+    logits = discriminator.class_logits(features)
+    return sum(class_loss(head_logits, labels[:, head]) for head, head_logits in enumerate(logits))
 
 
 def contrastive_terms(discriminator: Discriminator, fake_features: torch.Tensor, sentence: torch.Tensor,

@@ -100,26 +100,30 @@ class Trainer:
                  column, ", ".join(names), int((image_codes < 0).sum()), len(image_codes))
         return names, image_codes
 
-    def _class_labels(self) -> tuple[tuple[str, ...], torch.Tensor | None, torch.Tensor | None]:
-        """With class_column: the column's values, each training image's value (-1: none) and each
-        caption's (-1: its images differ or have none); else ((), None, None)."""
-        column = self.config.class_column
-        if not column:
+    def _class_labels(self) -> tuple[tuple[tuple[str, ...], ...], torch.Tensor | None, torch.Tensor | None]:
+        """With class_column: each column's values, each training image's value of each (N, H; -1:
+        none) and each caption's (U, H; -1: its images differ or have none); else ((), None, None)."""
+        columns = self.config.class_columns
+        if not columns:
             return (), None, None
         if not isinstance(self.data, CaptionedImages):
             raise ConfigError("class_column reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
-        names, image_classes = column_codes(self.data, column, option="class_column")
-        if len(names) < 2:
-            raise ConfigError(f"class_column {column!r} has one value ({names[0]}): a class head needs at least two")
-        caption_classes = caption_labels(self.data, image_classes)
-        log.info("class head on %r: %s; %d of %d captions name one value", column, ", ".join(names),
-                 int((caption_classes >= 0).sum()), len(caption_classes))
-        return names, image_classes, caption_classes
+        names, image_classes, caption_classes = [], [], []
+        for column in columns:
+            values, labels = column_codes(self.data, column, option="class_column")
+            if len(values) < 2:
+                raise ConfigError(f"class_column {column!r} has one value ({values[0]}): a class head needs at least two")
+            names.append(values)
+            image_classes.append(labels)
+            caption_classes.append(caption_labels(self.data, labels))
+            log.info("class head on %r: %d values; %d of %d captions name one", column, len(values),
+                     int((caption_classes[-1] >= 0).sum()), len(caption_classes[-1]))
+        return tuple(names), torch.stack(image_classes, 1), torch.stack(caption_classes, 1)
 
     def _build_models(self) -> GANModels:
         generator_config, discriminator_config = self.config.model_configs(self.text_encoder.dim, self.data.sentence_table)
         if self.class_names:
-            discriminator_config = dataclasses.replace(discriminator_config, classes=len(self.class_names))
+            discriminator_config = dataclasses.replace(discriminator_config, classes=tuple(len(values) for values in self.class_names))
         if self.code_names:
             generator_config = dataclasses.replace(generator_config, noise_code_names=self.code_names,
                                                    code_from_prompt=self.config.noise_code_rows == "all")
@@ -321,13 +325,15 @@ class Trainer:
         return batch, own, other
 
     def _label_classes(self, batch: GANBatch, index: torch.Tensor, own: torch.Tensor, tied: torch.Tensor | None) -> None:
-        """The class head's labels: each real image's value, and the value each generated image should
-        show: its caption's, or, where its code is tied to the same column, its real image's."""
+        """The class heads' labels (B, H): each real image's values, and the values each generated image
+        should show: its caption's, or, in the column its code is tied to, its real image's."""
         device = self.dist.device
         batch.class_labels = self.image_classes[index].to(device)
         batch.fake_class_labels = self.caption_classes[own].to(device)
-        if tied is not None and self.config.noise_code_column == self.config.class_column:
-            batch.fake_class_labels = torch.where(tied, batch.class_labels, batch.fake_class_labels)
+        columns = self.config.class_columns
+        if tied is not None and self.config.noise_code_column in columns:
+            column = columns.index(self.config.noise_code_column)
+            batch.fake_class_labels[:, column] = torch.where(tied, batch.class_labels[:, column], batch.fake_class_labels[:, column])
 
     def _run_step(self, batch: GANBatch) -> dict[str, float]:
         config, device = self.config, self.dist.device
