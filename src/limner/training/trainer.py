@@ -90,8 +90,7 @@ class Trainer:
         column, codes = self.config.noise_code_column, self.config.generator.noise_codes
         if not column:
             return (), None
-        if not isinstance(self.data, CaptionedImages):
-            raise ConfigError("noise_code_column reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
+        self._require_metadata_in_memory("noise_code_column")
         names, image_codes = column_codes(self.data, column)
         if len(names) != codes:
             raise ConfigError(f"noise_code_column {column!r} has {len(names)} values ({', '.join(names)}) but generator.noise_codes "
@@ -100,14 +99,17 @@ class Trainer:
                  column, ", ".join(names), int((image_codes < 0).sum()), len(image_codes))
         return names, image_codes
 
+    def _require_metadata_in_memory(self, option: str) -> None:
+        if not isinstance(self.data, CaptionedImages):
+            raise ConfigError(f"{option} reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
+
     def _class_labels(self) -> tuple[tuple[tuple[str, ...], ...], torch.Tensor | None, torch.Tensor | None]:
         """With class_column: each column's values, each training image's value of each (N, H; -1:
         none) and each caption's (U, H; -1: its images differ or have none); else ((), None, None)."""
         columns = self.config.class_columns
         if not columns:
             return (), None, None
-        if not isinstance(self.data, CaptionedImages):
-            raise ConfigError("class_column reads each image's metadata from an imagefolder held in memory; with shards leave it empty")
+        self._require_metadata_in_memory("class_column")
         names, image_classes, caption_classes = [], [], []
         for column in columns:
             values, labels = column_codes(self.data, column, option="class_column")
@@ -351,7 +353,7 @@ class Trainer:
                 diversity_weight=config.diversity_weight if self.step >= config.diversity_start_step else 0.0,
                 diversity_target=self.diversity_target,
                 latent_kl_weight=config.latent_kl_weight,
-                class_weight=config.class_weight if config.class_column else 0.0, sync_gradients=self.dist.average_gradients, guides=self.guides,
+                class_weight=config.class_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
     def _set_learning_rates(self) -> None:
