@@ -16,6 +16,7 @@ compositions under every perturbation and on the second renderer, losing at most
     python benchmarks/robustness.py                                   # plain, then all five augmentations
     python benchmarks/robustness.py --arms plain "jpeg,blur" --minutes 3
     python benchmarks/robustness.py --arms plain resample --probability 0.2   # each transform on a fifth of the images
+    python benchmarks/robustness.py --arms plain --token-dropout 0 0.3 0.5     # word dropout in the decoder, each arm at each rate
 """
 
 from __future__ import annotations
@@ -115,21 +116,27 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--max-images", type=int, default=720)
     parser.add_argument("--probability", type=float, default=0.5, help="read_augment_probability of the augmented arms")
+    parser.add_argument("--token-dropout", nargs="+", type=float, default=[0.0],
+                        help="captioner_token_dropout: every arm is trained at each rate given")
     parser.add_argument("--output-dir", default="outputs/benchmarks/robustness")
     args = parser.parse_args()
     results = {}
     for arm in args.arms:
-        out = Path(args.output_dir) / arm.replace(",", "+")
-        config = build_train_config("shapes", {"model": "captioner", "output_dir": str(out), "max_train_minutes": args.minutes,
-                                               "read_augment": "" if arm == "plain" else arm,
-                                               "read_augment_probability": args.probability})
-        trained = train_captioner(config)
-        pipe = ImageToTextPipeline.from_pretrained(out)
-        results[arm] = {"steps": trained.steps, "probability": None if arm == "plain" else args.probability, **score(pipe, resolve_data_dir(config), config.resolution, args.max_images)}
-        print(f"\n== {arm}: {trained.steps} steps in {trained.train_seconds:.0f}s", flush=True)
-        for name, value in results[arm].items():
-            if name not in ("steps", "probability"):
-                print(f"  {name:<30} exact {value:.3f}", flush=True)
+        for dropout in args.token_dropout:
+            name = arm if dropout == 0 else f"{arm}, token dropout {dropout:g}"
+            out = Path(args.output_dir) / (arm.replace(",", "+") + ("" if dropout == 0 else f"-dropout{dropout:g}"))
+            config = build_train_config("shapes", {"model": "captioner", "output_dir": str(out), "max_train_minutes": args.minutes,
+                                                   "read_augment": "" if arm == "plain" else arm,
+                                                   "read_augment_probability": args.probability,
+                                                   "captioner_token_dropout": dropout})
+            trained = train_captioner(config)
+            pipe = ImageToTextPipeline.from_pretrained(out)
+            scores = score(pipe, resolve_data_dir(config), config.resolution, args.max_images)
+            results[name] = {"steps": trained.steps, "probability": None if arm == "plain" else args.probability,
+                             "token_dropout": dropout, **scores}
+            print(f"\n== {name}: {trained.steps} steps in {trained.train_seconds:.0f}s", flush=True)
+            for perturbation, value in scores.items():
+                print(f"  {perturbation:<30} exact {value:.3f}", flush=True)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -96,3 +96,29 @@ def test_cli_trains_a_captioner_and_captions_files(tiny_shapes, tmp_path, capsys
     assert line.startswith(str(image) + "\t")
     assert main(["caption", str(out), str(bad)]) == 2
     assert "bad.png: not a readable image" in capsys.readouterr().err
+
+
+def test_token_dropout_hides_words_as_padding_but_never_the_start_token():
+    from limner.training.captioner_trainer import drop_tokens
+
+    tokens = torch.randint(3, 50, (400, 10))
+    tokens[:, 0] = 1  # BOS
+    assert torch.equal(drop_tokens(tokens, 0.0, torch.Generator().manual_seed(0)), tokens)
+    dropped = drop_tokens(tokens, 0.3, torch.Generator().manual_seed(0))
+    hidden = dropped != tokens
+    assert (dropped[hidden] == 0).all() and not hidden[:, 0].any()
+    assert 0.25 < hidden[:, 1:].float().mean().item() < 0.35
+
+
+def test_the_captioner_trains_with_token_dropout_and_refuses_a_rate_of_one(tiny_shapes, tmp_path):
+    from limner.training import build_train_config
+    from limner.training.captioner_trainer import train_captioner
+
+    config = build_train_config(None, {"model": "captioner", "train_data_dir": str(tiny_shapes), "output_dir": str(tmp_path / "cap"),
+                                       "max_train_steps": 2, "max_train_minutes": None, "train_batch_size": 8,
+                                       "captioner_token_dropout": 0.5})
+    result = train_captioner(config, progress=False)
+    assert result.steps == 2 and result.final_loss == result.final_loss
+    for rate in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="captioner_token_dropout"):
+            build_train_config(None, {"model": "captioner", "captioner_token_dropout": rate})

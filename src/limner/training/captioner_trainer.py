@@ -63,7 +63,8 @@ def train_captioner(config: CaptionerTrainConfig, *, progress: bool = True) -> C
         index, own = data.draw(config.train_batch_size, rng)
         tokens = targets[own]
         tokens = tokens[:, :int((tokens != PAD).sum(1).max())]
-        logits = captioner(augment(from_uint8(data.images[index])), tokens[:, :-1])
+        inputs = drop_tokens(tokens[:, :-1], config.captioner_token_dropout, rng)
+        logits = captioner(augment(from_uint8(data.images[index])), inputs)
         loss = caption_loss(logits, tokens[:, 1:], label_smoothing=0.1, pad=PAD)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,6 +85,16 @@ def train_captioner(config: CaptionerTrainConfig, *, progress: bool = True) -> C
               "interrupted": ran.interrupted}
     (out / SCORES_NAME).write_text(json.dumps(scores, indent=2) + "\n")
     return CaptionerResult(out, step, train_seconds, loss_value, exact)
+
+
+def drop_tokens(tokens: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """The decoder's input tokens (B, T), BOS first, with each word after BOS hidden with chance `rate`.
+    A hidden word becomes padding, which the decoder's attention skips: later words cannot read it."""
+    if rate <= 0:
+        return tokens
+    hidden = torch.rand(tokens.shape, generator=generator) < rate
+    hidden[:, 0] = False  # BOS stays: every position must have something to attend to
+    return tokens.masked_fill(hidden, PAD)
 
 
 def learning_rate_factor(step: int, fraction_done: float) -> float:

@@ -194,6 +194,15 @@ class CaptionerTrainConfig(QuickTrainConfig):
     output_dir: str = "outputs/captioner"
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     captioner_learning_rate: float = 1e-3
+    # the share of the decoder's input words hidden in training (word dropout): the next word must then
+    # come from the picture rather than from the words before it, which on captions of held-out
+    # compositions pull towards the combinations seen in training
+    captioner_token_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.captioner_token_dropout < 1:
+            raise ConfigError(f"captioner_token_dropout must be at least 0 and below 1, got {self.captioner_token_dropout}")
 
     def captioner_config(self, vocabulary: tuple[int, ...]) -> CaptionerConfig:
         return merge_config(self.captioner, {"resolution": self.resolution, "vocabulary": list(vocabulary)})
