@@ -30,27 +30,33 @@ def choose(rows: list[dict]) -> dict:
     return max(allowed or [plain], key=lambda row: row["style_accuracy"])
 
 
+def trained_steps(model_dir: str) -> int:
+    """The model's steps, read from the name of its last checkpoint (0 without one)."""
+    checkpoints = (Path(model_dir) / "checkpoints").glob("checkpoint-*")
+    return max((int(path.name.split("-")[1]) for path in checkpoints if path.name.split("-")[1].isdigit()), default=0)
+
+
+def measure(args, halves: dict[str, Path], out: Path, half: str, knob: str, value: float) -> dict:
+    """`limner evaluate` on one half of the test concepts with the pipeline's `knob` (an argument of
+    limner.evaluation.evaluate) set to `value`; the summary row, printed."""
+    report = evaluate(args.model_dir, halves[half], args.evaluator_dir, output_dir=out / f"{half}-{value:g}",
+                      progress=False, **{knob: value})
+    row = {**summary_row(value, trained_steps(args.model_dir), report), knob: value, "half": half}
+    print(f"{half:>11} {knob} {value:g}:", end="")
+    print_row(row)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_halves_arguments(parser, "outputs/benchmarks/guidance")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     args = parser.parse_args()
     out, halves = emoji_halves(args)
-    checkpoints = (Path(args.model_dir) / "checkpoints").glob("checkpoint-*")
-    steps = max((int(path.name.split("-")[1]) for path in checkpoints if path.name.split("-")[1].isdigit()), default=0)
-
-    def measure(scale: float, half: str) -> dict:
-        report = evaluate(args.model_dir, halves[half], args.evaluator_dir, output_dir=out / f"{half}-{scale:g}",
-                          guidance_scale=scale, progress=False)
-        row = {**summary_row(scale, steps, report), "guidance_scale": scale, "half": half}
-        print(f"{half:>11} scale {scale:g}:", end="")
-        print_row(row)
-        return row
-
-    development = [measure(scale, "development") for scale in sorted(set([1.0, *args.scales]))]
+    development = [measure(args, halves, out, "development", "guidance_scale", scale) for scale in sorted(set([1.0, *args.scales]))]
     chosen = choose(development)
     print(f"chosen on the development half: guidance scale {chosen['guidance_scale']:g}", flush=True)
-    blind = [measure(scale, "blind") for scale in sorted({1.0, chosen["guidance_scale"]})]
+    blind = [measure(args, halves, out, "blind", "guidance_scale", scale) for scale in sorted({1.0, chosen["guidance_scale"]})]
     (out / "summary.json").write_text(json.dumps({"model": args.model_dir, "chosen": chosen["guidance_scale"],
                                                   "development": development, "blind": blind}, indent=2) + "\n")
 

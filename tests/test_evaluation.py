@@ -58,6 +58,22 @@ def test_evaluate_writes_metrics_with_floors_and_a_report(tiny_runs, tiny_shapes
     assert set(explained["words"]) <= set(explained["prompt"].split()) and all(v >= 0 for v in explained["words"].values())
 
 
+def test_evaluate_samples_at_the_asked_truncation_and_refuses_a_cut_at_zero(tiny_runs, tiny_shapes, capsys):
+    def diversity(truncation: str) -> float:
+        out = tiny_runs / f"evaluation-truncation-{truncation}"
+        assert main(["evaluate", str(tiny_runs / "gan"), "--data", str(tiny_shapes), "--evaluator", str(tiny_runs / "evaluator"),
+                     "--output-dir", str(out), "--truncation", truncation, "--no-progress"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["truncation"] == float(truncation)
+        return metrics["generated"]["diversity"]
+
+    assert diversity("0.01") < 0.5 * diversity("10")  # noise cut near its centre: the samples of a caption close up
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_runs / "gan"), "--data", str(tiny_shapes), "--evaluator", str(tiny_runs / "evaluator"),
+                 "--truncation", "0", "--no-progress"]) == 2
+    assert "truncation must be" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_a_folder_that_is_no_evaluator(tiny_runs):
     with pytest.raises(ModelLoadError, match="dual_encoder/"):
         load_evaluator(tiny_runs / "gan")

@@ -42,6 +42,7 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--fid-features", default="evaluator", choices=["evaluator", "inception"],
                           help="FID/KID features: the evaluator (default) or Inception-v3 (needs torch-fidelity and its weights)")
     evaluate.add_argument("--guidance-scale", type=float, default=None, help="how far each caption is pushed from the training captions' mean: above 1 exaggerates what sets it apart (its concept, its style); default: the model's (1)")
+    evaluate.add_argument("--truncation", type=float, default=None, help="noise truncation for this evaluation (default: the model's)")
     evaluate.add_argument("--no-progress", action="store_true")
     roundtrip = commands.add_parser("roundtrip", help="text to image to text: generate, then caption what was drawn")
     roundtrip.add_argument("generator_dir")
@@ -68,11 +69,13 @@ def add_parsers(commands) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from limner.pipelines import TextToImagePipeline
     from limner.pipelines.adapters import parse_adapter_spec
-    from limner.pipelines.text_to_image import check_guidance_scale
+    from limner.pipelines.text_to_image import check_guidance_scale, check_truncation
     from limner.utils.images import make_grid, save_png
 
     if not 1 <= args.num_images <= 256:
         return user_error(f"-n must be between 1 and 256, got {args.num_images}")
+    if args.truncation is not None:
+        check_truncation(args.truncation)
     pipe = TextToImagePipeline.from_pretrained(args.model_dir, backend=args.backend)
     if args.guidance_scale is not None:
         pipe.guidance_scale = check_guidance_scale(args.guidance_scale)
@@ -144,7 +147,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(args.model_dir, args.data, args.evaluator, split=args.split, output_dir=args.output_dir,
                       seed=args.seed, max_images=args.max_images, fid_features=args.fid_features, progress=not args.no_progress,
-                      guidance_scale=args.guidance_scale)
+                      guidance_scale=args.guidance_scale, truncation=args.truncation)
     out = Path(args.output_dir) if args.output_dir else Path(args.model_dir) / "evaluation"
     generated, floor = report["generated"], report["real_floor"]
     print(f"{report['n_images']} images of split {report['split']}; feature network: limner evaluator ({report['feature_network']['path']})")

@@ -30,7 +30,7 @@ from limner.metrics.alignment import alignment_score, diversity, nearest_neighbo
 from limner.metrics.images import InceptionFeatures, banding, distribution_metrics, paired_image_metrics
 from limner.models.dual_encoder import DualEncoder
 from limner.pipelines import TextToImagePipeline
-from limner.pipelines.text_to_image import check_guidance_scale
+from limner.pipelines.text_to_image import check_guidance_scale, check_truncation
 from limner.text import TextEncoder
 from limner.pipelines.dual_encoder import load_evaluator
 from limner.utils.images import from_uint8, to_pil
@@ -202,10 +202,11 @@ def evaluate(
     progress: bool = True,
     guidance_scale: float | None = None,
     spread_codes: bool | None = None,
+    truncation: float | None = None,
 ) -> dict:
     """Score the model, write metrics.json and report.html, and return the metrics. `backend`:
     how the generator runs (TextToImagePipeline.from_pretrained's; "onnx-int8" judges the int8 export);
-    guidance_scale, spread_codes: the pipeline's for this evaluation (default: the model's own)."""
+    guidance_scale, spread_codes, truncation: the pipeline's for this evaluation (default: the model's own)."""
     from limner.evaluation.report import write_report
 
     started = time.perf_counter()
@@ -219,6 +220,8 @@ def evaluate(
         pipe.guidance_scale = check_guidance_scale(guidance_scale)
     if spread_codes is not None:
         pipe.spread_codes = spread_codes
+    if truncation is not None:
+        pipe.truncation = check_truncation(truncation)
     evaluator, evaluator_text, evaluator_info = load_evaluator(evaluator_dir)
     resolution = pipe.generator.config.resolution
     data_dir = builtin_data_dir(str(data_dir), resolution) if str(data_dir) in BUILTIN_DATASETS else Path(data_dir)
@@ -232,7 +235,7 @@ def evaluate(
     diverse = generate_twins(pipe, captions, diverse_ids, seed=seed + 10**6, progress=False)
     data = EvaluationSet(captions, caption_ids, real, fake, train_real, diverse, diverse_ids)
     report = {
-        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend, "guidance_scale": pipe.guidance_scale, "spread_codes": pipe.spread_codes,
+        "model": str(model_dir.resolve()), "data": str(data_dir.resolve()), "split": split, "seed": seed, "backend": backend, "guidance_scale": pipe.guidance_scale, "spread_codes": pipe.spread_codes, "truncation": pipe.truncation,
         **_sample_sizes(data, len(captions), diversity_images_per_prompt),
         "feature_network": {
             "name": "limner evaluator (trained on this dataset's real images; never a generator loss)",

@@ -293,6 +293,14 @@ def check_guidance_scale(scale: float) -> float:
     return float(scale)
 
 
+def check_truncation(truncation: float) -> float:
+    """The noise's truncation, as the API takes it: above 0 and at most 10 (10 and above: none)."""
+    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not 0 < truncation <= 10:
+        raise ConfigError(f"truncation must be a number above 0 and at most 10 (1: the model's noise cut at one standard deviation), "
+                          f"got {truncation!r}")
+    return float(truncation)
+
+
 def _generator_class(folder: Path) -> type:
     """Generator or ConditionalVAE, by the class name in the folder's config.json."""
     from limner.models.vae import ConditionalVAE
