@@ -582,3 +582,19 @@ def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):
     assert "diversity" in trainer._train_one_step()
     with pytest.raises(ConfigError, match="diversity_start_step"):
         build_train_config(None, {"diversity_start_step": -1})
+
+
+@pytest.mark.parametrize("mixed_precision, dtype", [("bf16", torch.bfloat16), ("no", torch.float32), ("auto", torch.float32)])
+def test_the_step_runs_under_bf16_autocast_on_the_cpu_only_when_asked(tiny_shapes, tmp_path, mixed_precision, dtype):
+    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", mixed_precision=mixed_precision, device="cpu"))
+    trainer = Trainer(config, progress=False)
+    seen = []
+    trainer.models.generator.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    losses = trainer._train_one_step()
+    assert seen and set(seen) == {dtype} and all(math.isfinite(v) for v in losses.values())
+    assert all(p.dtype == torch.float32 for p in trainer.models.generator.parameters())  # weights stay fp32 under autocast
+
+
+def test_mixed_precision_names_what_it_takes():
+    with pytest.raises(ConfigError, match="mixed_precision must be one of auto, bf16, no"):
+        build_train_config(None, {"mixed_precision": "fp16"})

@@ -14,6 +14,7 @@ from limner.models import DiscriminatorConfig, GeneratorConfig
 from limner.training.augment import parse_policy
 from limner.training.config import AUTO, GeneratorTrainConfig
 
+MIXED_PRECISION = ("auto", "bf16", "no")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -88,6 +89,9 @@ class GANTrainConfig(GeneratorTrainConfig):
     # where: "auto" is the GPU when PyTorch sees one (bf16 autocast there), else the CPU; under
     # torchrun each process takes its LOCAL_RANK's GPU (see limner.training.distributed)
     device: str = "auto"
+    # the generator's and discriminator's step under bf16 autocast: "auto" on a GPU only, "bf16"
+    # everywhere (CPUs with bf16 instructions, AVX512-BF16 or AMX, run convolutions faster), "no" never
+    mixed_precision: str = "auto"
     checkpointing_steps: int = 500
     checkpoints_total_limit: int = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
@@ -115,6 +119,8 @@ class GANTrainConfig(GeneratorTrainConfig):
             raise ConfigError("evaluation_steps needs evaluator_dir: train one with `limner train --model evaluator`")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
         decay = self.learning_rate_decay
         if decay and (len(decay) != 2 or not 0 <= decay[0] < decay[1]):
             raise ConfigError(f"learning_rate_decay must be empty (constant) or [start step, end step] with start < end, got {list(decay)}")

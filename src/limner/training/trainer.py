@@ -43,6 +43,11 @@ from limner.utils.images import make_grid, save_png
 log = logging.getLogger("limner.train")
 
 
+def uses_bf16(mixed_precision: str, device: torch.device) -> bool:
+    """Whether the step runs under bf16 autocast (GANTrainConfig.mixed_precision)."""
+    return mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda")
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -342,7 +347,7 @@ class Trainer:
         self._set_learning_rates()
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.mixed_precision, device)):
             return gan_train_step(
                 self.models, self.optimizers, batch,
                 gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
