@@ -598,3 +598,13 @@ def test_the_step_runs_under_bf16_autocast_on_the_cpu_only_when_asked(tiny_shape
 def test_mixed_precision_names_what_it_takes():
     with pytest.raises(ConfigError, match="mixed_precision must be one of auto, bf16, no"):
         build_train_config(None, {"mixed_precision": "fp16"})
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_emulated(tiny_shapes, tmp_path, monkeypatch, caplog):
+    from limner.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
+    config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", mixed_precision="bf16", device="cpu"))
+    with caplog.at_level("WARNING", logger="limner.train"):
+        Trainer(config, progress=False)
+    assert "no bf16 instructions" in caplog.text

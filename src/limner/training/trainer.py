@@ -48,6 +48,12 @@ def uses_bf16(mixed_precision: str, device: torch.device) -> bool:
     return mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -70,6 +76,9 @@ class Trainer:
         self.data_dir = resolve_data_dir(config)
         self.dist = DistributedContext.from_environment(config.device)
         self.dist.part(config.train_batch_size)  # refuses a global batch the processes cannot share
+        if config.mixed_precision == "bf16" and self.dist.device.type == "cpu" and not cpu_has_bf16():
+            log.warning("mixed_precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 runs emulated "
+                        "and likely slower than fp32; mixed_precision \"no\" avoids it")
         self.text_encoder, self.data = self._load_data()
         # which captions several training images share (an imagefolder in memory only: shards do not say)
         self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
