@@ -28,21 +28,17 @@ from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the p
 from machine import sgemm_gflops
 
 from limner.data.builders import builtin_data_dir
+from limner.data.emoji_styles import wording_test_tag
 from limner.metrics.alignment import r_precision
 from limner.pipelines import DualEncoderPipeline, TextToImagePipeline
 
 HALVES = ("development", "blind")
 
 
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
 def other_word(row: dict) -> str | None:
-    """The first of the image's OpenMoji tags that shares no word with its concept's name; None without one."""
-    name = words(row["concept"])
-    tags = row.get("tags") or []
-    return next((tag for tag in tags if isinstance(tag, str) and words(tag) and not words(tag) & name), None)
+    """The image's wording test tag: the first of its OpenMoji tags that shares no word with its
+    concept's name (never a training caption, even under tag_captions); None without one."""
+    return wording_test_tag(row["concept"], row.get("tags") or [])
 
 
 def worded_rows(data_dir: Path) -> list[dict]:

@@ -13,9 +13,12 @@ from limner.data.emoji_sources import (
     PACKAGES, Package, SourceImage, fetch_tarballs, normalize_codepoints, read_all, slugify,
 )
 from limner.data.emoji_styles import (
-    UNSEEN_COMBINATION, UNSEEN_CONCEPT, Concept, assign_splits, build_emoji_styles, join_concepts,
+    UNSEEN_COMBINATION, UNSEEN_CONCEPT, Concept, assign_splits, build_emoji_styles, join_concepts, tag_captions,
+    wording_test_tag,
 )
-from limner.errors import DataError, DependencyError
+from limner.errors import ConfigError, DataError, DependencyError
+from limner.training.data import load_training_data
+from limner.training.gan_config import GANTrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +220,33 @@ def test_huggingface_datasets_reads_the_extra_columns(built):
     dataset = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
     assert {"concept", "style", "category", "split_kind", "license"} <= set(dataset.column_names)
     assert isinstance(dataset[0]["image"], Image.Image)
+
+
+def test_tag_captions_keep_the_wording_test_tag_out():
+    heart = {"concept": "red heart", "style": "twitter", "tags": ["red", "love", "fixture"]}
+    assert wording_test_tag("red heart", heart["tags"]) == "love"  # "red" shares a word with the name
+    assert tag_captions(heart, 2) == ("red, twitter style", "fixture, twitter style")
+    assert tag_captions(heart, 1) == ("red, twitter style",)
+    assert tag_captions({"concept": "red heart", "tags": ["red"]}, 2) == ("red",)  # no style column: the bare tag
+    assert tag_captions({"concept": "red heart"}, 2) == ()
+
+
+def test_training_learns_tag_captions_beside_the_names(built):
+    out, _ = built
+    config = GANTrainConfig(train_data_dir=str(out), text_encoder="bag-of-words", tag_captions=2)
+    _, data, _ = load_training_data(config, out, progress=False)
+    assert "red, twitter style" in data.captions          # a tag that shares a word with the name
+    assert "fixture, twitter style" not in data.captions  # the heart's wording test tag: never taught
+    assert "red heart, twitter style" in data.captions and "red heart" in data.captions
+    with pytest.raises(ConfigError, match="tag_captions must be a count"):
+        GANTrainConfig(tag_captions=-1)
+
+
+def test_tag_captions_on_a_dataset_without_tags_is_refused(tmp_path):
+    folder = tmp_path / "plain" / "train"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8), "white").save(folder / "a.png")
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "a white square"}) + "\n")
+    config = GANTrainConfig(train_data_dir=str(tmp_path / "plain"), text_encoder="bag-of-words", tag_captions=1)
+    with pytest.raises(ConfigError, match="no 'tags' column"):
+        load_training_data(config, tmp_path / "plain", progress=False)

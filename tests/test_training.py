@@ -584,8 +584,14 @@ def test_the_diversity_term_waits_for_its_start_step(tiny_shapes, tmp_path):
         build_train_config(None, {"diversity_start_step": -1})
 
 
-@pytest.mark.parametrize("mixed_precision, dtype", [("bf16", torch.bfloat16), ("no", torch.float32), ("auto", torch.float32)])
-def test_the_step_runs_under_bf16_autocast_on_the_cpu_only_when_asked(tiny_shapes, tmp_path, mixed_precision, dtype):
+@pytest.mark.parametrize("mixed_precision, native, dtype", [
+    ("bf16", False, torch.bfloat16), ("no", True, torch.float32), ("auto", True, torch.float32),
+    ("native", True, torch.bfloat16), ("native", False, torch.float32),
+])
+def test_the_step_runs_under_bf16_autocast_on_the_cpu_only_when_asked(tiny_shapes, tmp_path, monkeypatch, mixed_precision, native, dtype):
+    from limner.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: native)  # whether this CPU has bf16 instructions
     config = build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path / "out", mixed_precision=mixed_precision, device="cpu"))
     trainer = Trainer(config, progress=False)
     seen = []
@@ -596,7 +602,7 @@ def test_the_step_runs_under_bf16_autocast_on_the_cpu_only_when_asked(tiny_shape
 
 
 def test_mixed_precision_names_what_it_takes():
-    with pytest.raises(ConfigError, match="mixed_precision must be one of auto, bf16, no"):
+    with pytest.raises(ConfigError, match="mixed_precision must be one of auto, native, bf16, no"):
         build_train_config(None, {"mixed_precision": "fp16"})
 
 

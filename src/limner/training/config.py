@@ -94,6 +94,10 @@ class GeneratorTrainConfig(TrainConfig):
     validation_prompts: tuple[str, ...] = ()
     validation_images_per_prompt: int = 6
     truncation: float = 1.0               # noise truncation for validation grids and the saved pipeline
+    # each training image gains up to this many captions "{tag}, {style} style" from its metadata's
+    # `tags` column (OpenMoji's keywords on emoji-styles), never its concept's wording test tag
+    # (limner.data.emoji_styles.wording_test_tag), so that other words for a concept are learnt
+    tag_captions: int = 0
 
     def _check_text(self) -> None:
         super()._check_text()
@@ -101,6 +105,8 @@ class GeneratorTrainConfig(TrainConfig):
             raise ConfigError(f'text_components must be a count (0: all) or "auto", got {self.text_components!r}')
         if self.text_whiten and self.text_components == 0:
             raise ConfigError('text_whiten needs text_components (the directions to whiten): a count or "auto"')
+        if not isinstance(self.tag_captions, int) or self.tag_captions < 0:
+            raise ConfigError(f"tag_captions must be a count of captions per image (0: none), got {self.tag_captions!r}")
 
     def resolved_text_components(self, sentences: torch.Tensor | None) -> int:
         """text_components as a count: "auto" resolved from the training captions' embeddings."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from limner.data import ImageFolder, builtin_data_dir
 from limner.data.builders import BUILTIN_DATASETS
+from limner.data.emoji_styles import tag_captions
 from limner.data.shards import ShardReader, shard_paths
 from limner.errors import ConfigError, DataError
 from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
@@ -45,6 +46,8 @@ def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = 
     The captions are read by `text_encoder` where given (a base model's, when fine-tuning), else by
     one the config builds."""
     if shard_paths(data_dir, "train"):
+        if getattr(config, "tag_captions", 0):
+            raise ConfigError(f"{data_dir}: tag_captions reads an imagefolder's tags column; tar shards carry captions only")
         if not streaming:
             raise ConfigError(f"{data_dir}: holds tar shards; the {config.model} trains from an imagefolder (shards stream into GAN training)")
         if getattr(config, "evaluation_steps", 0):  # the GAN's evaluation during training
@@ -55,11 +58,21 @@ def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = 
         data = StreamingCaptionedImages(reader, captions, CachedTextEncoder(text_encoder), seed=config.seed)
         return text_encoder, data, reader.skipped
     folder = ImageFolder(data_dir, "train", skip_invalid=config.skip_invalid_images)
+    if getattr(config, "tag_captions", 0):
+        add_tag_captions(folder, config.tag_captions)
     images = folder.load_images(config.resolution, progress=progress)
     if folder.skipped:
         log.warning("skipped %d invalid entries of %s (first: %s)", len(folder.skipped), data_dir, folder.skipped[0])
     text_encoder = text_encoder or build_text_encoder(config, folder.captions)
     return text_encoder, CaptionedImages.from_folder(folder, images, CachedTextEncoder(text_encoder)), folder.skipped
+
+
+def add_tag_captions(folder: ImageFolder, limit: int) -> None:
+    """Extend each record's captions with up to `limit` from its tags (GeneratorTrainConfig.tag_captions)."""
+    if not any(record.columns.get("tags") for record in folder.records):
+        raise ConfigError(f"tag_captions: {folder.folder} has no 'tags' column (a list of keywords per image) to caption from")
+    folder.records = [replace(record, captions=tuple(dict.fromkeys(record.captions + tag_captions(record.columns, limit))))
+                      for record in folder.records]
 
 
 def load_test_split(data_dir, resolution: int, *, max_images: int = 2000) -> tuple[list, torch.Tensor] | None:

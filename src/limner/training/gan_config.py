@@ -14,7 +14,7 @@ from limner.models import DiscriminatorConfig, GeneratorConfig
 from limner.training.augment import parse_policy
 from limner.training.config import AUTO, GeneratorTrainConfig
 
-MIXED_PRECISION = ("auto", "bf16", "no")
+MIXED_PRECISION = ("auto", "native", "bf16", "no")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -89,8 +89,9 @@ class GANTrainConfig(GeneratorTrainConfig):
     # where: "auto" is the GPU when PyTorch sees one (bf16 autocast there), else the CPU; under
     # torchrun each process takes its LOCAL_RANK's GPU (see limner.training.distributed)
     device: str = "auto"
-    # the generator's and discriminator's step under bf16 autocast: "auto" on a GPU only, "bf16"
-    # everywhere (CPUs with bf16 instructions, AVX512-BF16 or AMX, run convolutions faster), "no" never
+    # the generator's and discriminator's step under bf16 autocast: "auto" on a GPU only, "native" on a
+    # GPU and on CPUs with bf16 instructions (AVX512-BF16 or AMX, which run convolutions about 2x
+    # faster), fp32 elsewhere; "bf16" everywhere (emulated, so slower, on other CPUs), "no" never
     mixed_precision: str = "auto"
     checkpointing_steps: int = 500
     checkpoints_total_limit: int = 2

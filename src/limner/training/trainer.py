@@ -45,6 +45,8 @@ log = logging.getLogger("limner.train")
 
 def uses_bf16(mixed_precision: str, device: torch.device) -> bool:
     """Whether the step runs under bf16 autocast (GANTrainConfig.mixed_precision)."""
+    if mixed_precision == "native":
+        return device.type == "cuda" or cpu_has_bf16()
     return mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda")
 
 
