@@ -8,7 +8,9 @@ tag-worded "{tag}, {style} style". The evaluator reads each image's concept: acc
 concept's name ranked first among all concept names of the corpus) and R-precision (its name
 against 99 others drawn at random). Printed for the development and the blind half of the
 concepts (cut by a hash of the name, as benchmarks/guidance.py cuts them), with the ratio
-tag-worded / canonical (target: at least 70%).
+tag-worded / canonical (target: at least 70%). The wording test tag is never a training caption,
+even under `tag_captions`; a less blind check beside it asks each image by a tag that
+`tag_captions: --taught-limit` does teach (the first of them that shares no word with the name).
 
     python benchmarks/emoji_wording.py --model-dir outputs/benchmarks/emoji_styles_tied_hour/model \\
         --evaluator-dir outputs/bench/evaluator
@@ -28,7 +30,7 @@ from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the p
 from machine import sgemm_gflops
 
 from limner.data.builders import builtin_data_dir
-from limner.data.emoji_styles import wording_test_tag
+from limner.data.emoji_styles import tag_captions, wording_test_tag
 from limner.metrics.alignment import r_precision
 from limner.pipelines import DualEncoderPipeline, TextToImagePipeline
 
@@ -41,15 +43,28 @@ def other_word(row: dict) -> str | None:
     return wording_test_tag(row["concept"], row.get("tags") or [])
 
 
-def worded_rows(data_dir: Path) -> list[dict]:
-    """The unseen-combination test rows with a usable tag, each with its two prompts and its half."""
+def taught_word(row: dict, limit: int) -> str | None:
+    """A tag that `tag_captions: limit` teaches: the first of the image's tag captions whose tag shares
+    no word with the concept's name (a less blind check than the wording test tag: did the tags learn?)."""
+    name = words(row["concept"])
+    taught = [caption.removesuffix(f", {row['style']} style") for caption in tag_captions(row, limit)]
+    return next((tag for tag in taught if words(tag) and not words(tag) & name), None)
+
+
+def worded_rows(data_dir: Path, taught_limit: int) -> list[dict]:
+    """The unseen-combination test rows with a usable tag, each with its prompts and its half."""
     rows = []
     for row in read_split_rows(data_dir, "test"):
-        tag = other_word(row)
+        tag, taught = other_word(row), taught_word(row, taught_limit)
         if row.get("split_kind") == "unseen_combination" and tag:
             rows.append({"concept": row["concept"], "style": row["style"], "tag": tag, "half": concept_half(row["concept"]),
-                         "canonical": f"{row['concept']}, {row['style']} style", "tagged": f"{tag}, {row['style']} style"})
+                         "canonical": f"{row['concept']}, {row['style']} style", "tagged": f"{tag}, {row['style']} style",
+                         "taught": f"{taught}, {row['style']} style" if taught else None})
     return rows
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 @torch.no_grad()
@@ -62,6 +77,21 @@ def concept_figures(pipe: TextToImagePipeline, evaluator: DualEncoderPipeline, p
             "concept_r_precision": r_precision(vectors, ids, concept_table, seed=seed)["mean"]}
 
 
+def half_figures(chosen: list[dict], pipe, evaluator, index: dict, concept_table: torch.Tensor, args) -> dict:
+    """One half's figures: canonical and tagged prompts of every row, and taught against canonical where a row has a taught tag."""
+    def figures(subset: list[dict], kind: str) -> dict:
+        ids = torch.tensor([index[row["concept"]] for row in subset])
+        return concept_figures(pipe, evaluator, [row[kind] for row in subset], ids, concept_table, images=args.images, seed=args.seed)
+
+    result = {"prompts": len(chosen), "examples": [[row["canonical"], row["tagged"]] for row in chosen[:5]],
+              "canonical": figures(chosen, "canonical"), "tagged": figures(chosen, "tagged")}
+    canonical, tagged = result["canonical"], result["tagged"]
+    result["ratio"] = {key: round(tagged[key] / canonical[key], 3) if canonical[key] else None for key in canonical}
+    taught = [row for row in chosen if row["taught"]]
+    result["taught"] = {"prompts": len(taught), "taught": figures(taught, "taught"), "canonical": figures(taught, "canonical")}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
@@ -69,6 +99,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4, help="images per prompt")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--taught-limit", type=int, default=2, help="the tag_captions of the model, for the taught-tag check")
     parser.add_argument("--output", default=None, help="JSON of the figures (default: MODEL_DIR/emoji_wording.json)")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # tags the model never saw warn once per prompt
@@ -79,23 +110,21 @@ def main() -> None:
     concepts = sorted({row["concept"] for split in ("train", "test") for row in read_split_rows(data_dir, split)})
     index = {name: i for i, name in enumerate(concepts)}
     concept_table = evaluator.model.text_embedding(evaluator.text_encoder.encode(concepts).sentence)
-    rows = worded_rows(data_dir)
+    rows = worded_rows(data_dir, args.taught_limit)
     results = {}
     for half in HALVES:
         chosen = [row for row in rows if row["half"] == half]
-        ids = torch.tensor([index[row["concept"]] for row in chosen])
-        results[half] = {"prompts": len(chosen), "examples": [[row["canonical"], row["tagged"]] for row in chosen[:5]]}
-        for kind in ("canonical", "tagged"):
-            results[half][kind] = concept_figures(pipe, evaluator, [row[kind] for row in chosen], ids, concept_table,
-                                                  images=args.images, seed=args.seed)
-        canonical, tagged = results[half]["canonical"], results[half]["tagged"]
-        results[half]["ratio"] = {key: round(tagged[key] / canonical[key], 3) if canonical[key] else None for key in canonical}
+        results[half] = half_figures(chosen, pipe, evaluator, index, concept_table, args)
         print(f"{half:>11}: {len(chosen)} prompts x {args.images} images, {len(concepts)} concept names")
         for kind in ("canonical", "tagged"):
             figures = results[half][kind]
             print(f"  {kind:<9} concept accuracy {figures['concept_accuracy']:.3f}   R-precision {figures['concept_r_precision']:.3f}")
         ratio = results[half]["ratio"]
         print(f"  tagged / canonical: accuracy {ratio['concept_accuracy']:.0%}, R-precision {ratio['concept_r_precision']:.0%}")
+        taught = results[half]["taught"]
+        print(f"  taught tags ({taught['prompts']} prompts; a tag_captions: {args.taught_limit} model trained on them): concept "
+              f"accuracy {taught['taught']['concept_accuracy']:.3f} against {taught['canonical']['concept_accuracy']:.3f} by "
+              f"name, R-precision {taught['taught']['concept_r_precision']:.3f} against {taught['canonical']['concept_r_precision']:.3f}")
         for canonical_prompt, tagged_prompt in results[half]["examples"][:3]:
             print(f"    e.g. {canonical_prompt!r} -> {tagged_prompt!r}")
     Path(args.output or Path(args.model_dir) / "emoji_wording.json").write_text(json.dumps(results, indent=2) + "\n")
