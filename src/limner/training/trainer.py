@@ -81,6 +81,9 @@ class Trainer:
         if config.mixed_precision == "bf16" and self.dist.device.type == "cpu" and not cpu_has_bf16():
             log.warning("mixed_precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 runs emulated "
                         "and likely slower than fp32; mixed_precision \"no\" avoids it")
+        if uses_bf16(config.mixed_precision, self.dist.device):
+            log.info("the step runs under bf16 autocast on %s (mixed_precision %s); weights stay fp32",
+                     self.dist.device.type, config.mixed_precision)
         self.text_encoder, self.data = self._load_data()
         # which captions several training images share (an imagefolder in memory only: shards do not say)
         self.shared_caption = shared_captions(self.data) if isinstance(self.data, CaptionedImages) else None
