@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the p
 from machine import sgemm_gflops
 
 from limner.data.builders import builtin_data_dir
-from limner.data.emoji_styles import tag_captions, wording_test_tag
+from limner.data.emoji_styles import taught_tags, wording_test_tag, words_of
 from limner.metrics.alignment import r_precision
 from limner.pipelines import DualEncoderPipeline, TextToImagePipeline
 
@@ -46,9 +45,8 @@ def other_word(row: dict) -> str | None:
 def taught_word(row: dict, limit: int) -> str | None:
     """A tag that `tag_captions: limit` teaches: the first of the image's tag captions whose tag shares
     no word with the concept's name (a less blind check than the wording test tag: did the tags learn?)."""
-    name = words(row["concept"])
-    taught = [caption.removesuffix(f", {row['style']} style") for caption in tag_captions(row, limit)]
-    return next((tag for tag in taught if words(tag) and not words(tag) & name), None)
+    name = words_of(row["concept"])
+    return next((tag for tag in taught_tags(row, limit) if words_of(tag) and not words_of(tag) & name), None)
 
 
 def worded_rows(data_dir: Path, taught_limit: int) -> list[dict]:
@@ -61,10 +59,6 @@ def worded_rows(data_dir: Path, taught_limit: int) -> list[dict]:
                          "canonical": f"{row['concept']}, {row['style']} style", "tagged": f"{tag}, {row['style']} style",
                          "taught": f"{taught}, {row['style']} style" if taught else None})
     return rows
-
-
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 @torch.no_grad()

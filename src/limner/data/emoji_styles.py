@@ -51,25 +51,29 @@ def styled_caption(name: str, style: str) -> str:
     return f"{name}, {style} style"
 
 
-def _words(text: str) -> set[str]:
+def words_of(text: str) -> set[str]:
+    """The lower-case words and numbers of a text."""
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def wording_test_tag(name: str, tags: list[str] | tuple[str, ...]) -> str | None:
     """The tag that measures wording (benchmarks/emoji_wording.py) and so never becomes a training
     caption: the first of the concept's OpenMoji tags that shares no word with its name; None without one."""
-    own = _words(name)
-    return next((tag for tag in tags if isinstance(tag, str) and _words(tag) and not _words(tag) & own), None)
+    own = words_of(name)
+    return next((tag for tag in tags if isinstance(tag, str) and words_of(tag) and not words_of(tag) & own), None)
+
+
+def taught_tags(columns: dict, limit: int) -> list[str]:
+    """The first `limit` of an image's tags (its `tags` column), leaving out its concept's wording test tag."""
+    tags = [t.strip() for t in columns.get("tags") or [] if isinstance(t, str) and t.strip()]
+    held_out = wording_test_tag(str(columns.get("concept", "")), tags)
+    return [tag for tag in tags if tag != held_out][:limit]
 
 
 def tag_captions(columns: dict, limit: int) -> tuple[str, ...]:
-    """Up to `limit` extra captions from an image's `tags` column, "{tag}, {style} style" (or "{tag}"
-    without a style column), in the tags' order, never the concept's wording test tag."""
-    tags = [t.strip() for t in columns.get("tags") or [] if isinstance(t, str) and t.strip()]
-    held_out = wording_test_tag(str(columns.get("concept", "")), tags)
+    """Extra training captions from `taught_tags`: "{tag}, {style} style" (or "{tag}" without a style column)."""
     style = columns.get("style")
-    kept = [tag for tag in tags if tag != held_out][:limit]
-    return tuple(styled_caption(tag, style) if style else tag for tag in kept)
+    return tuple(styled_caption(tag, style) if style else tag for tag in taught_tags(columns, limit))
 
 
 @dataclass

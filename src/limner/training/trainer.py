@@ -81,7 +81,8 @@ class Trainer:
         if config.mixed_precision == "bf16" and self.dist.device.type == "cpu" and not cpu_has_bf16():
             log.warning("mixed_precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 runs emulated "
                         "and likely slower than fp32; mixed_precision \"no\" avoids it")
-        if uses_bf16(config.mixed_precision, self.dist.device):
+        self.bf16 = uses_bf16(config.mixed_precision, self.dist.device)  # decided once: the CPU check is not for every step
+        if self.bf16:
             log.info("the step runs under bf16 autocast on %s (mixed_precision %s); weights stay fp32",
                      self.dist.device.type, config.mixed_precision)
         self.text_encoder, self.data = self._load_data()
@@ -361,7 +362,7 @@ class Trainer:
         self._set_learning_rates()
         # EMA warm-up: early weights are noise, so the average starts short and lengthens.
         ema_decay = min(config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.mixed_precision, device)):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return gan_train_step(
                 self.models, self.optimizers, batch,
                 gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
