@@ -8,7 +8,15 @@ tag-worded "{tag}, {style} style". The evaluator reads each image's concept: acc
 concept's name ranked first among all concept names of the corpus) and R-precision (its name
 against 99 others drawn at random). Printed for the development and the blind half of the
 concepts (cut by a hash of the name, as benchmarks/guidance.py cuts them), with the ratio
-tag-worded / canonical (target: at least 70%). The wording test tag is never a training caption,
+tag-worded / canonical (target: at least 70%). Beside it, the ceiling that the tags' own ambiguity
+sets: a tag that OpenMoji gives to k concepts ("space": astronaut, milky way, moon, ...) names its
+concept one time in k however well the words are read, so the mean of 1/k over the prompts bounds
+what any model can reach by the tag alone, as a share of what it reaches by the name (the
+bound is generous: it counts only OpenMoji's tags, not the names that contain the same word).
+And a text-only reading: how often the model's own text encoder puts the tag nearest a phrase
+of its concept, among all concept names and the tags `tag_captions: --taught-limit` teaches
+(cosine of sentence embeddings; the wording test tags are never in that table).
+The wording test tag is never a training caption,
 even under `tag_captions`; a less blind check beside it asks each image by a tag that
 `tag_captions: --taught-limit` does teach (the first of them that shares no word with the name).
 
@@ -24,6 +32,7 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the path when run as a script
 from machine import sgemm_gflops
@@ -47,6 +56,44 @@ def taught_word(row: dict, limit: int) -> str | None:
     no word with the concept's name (a less blind check than the wording test tag: did the tags learn?)."""
     name = words_of(row["concept"])
     return next((tag for tag in taught_tags(row, limit) if words_of(tag) and not words_of(tag) & name), None)
+
+
+def tag_holders(data_dir: Path) -> dict[str, set[str]]:
+    """Every OpenMoji tag of the corpus (lower-case) -> the concepts that carry it."""
+    holders: dict[str, set[str]] = {}
+    for split in ("train", "test"):
+        for row in read_split_rows(data_dir, split):
+            for tag in row.get("tags") or []:
+                holders.setdefault(tag.strip().lower(), set()).add(row["concept"])
+    return holders
+
+
+def ambiguity_ceiling(tags: list[str], holders: dict[str, set[str]]) -> float:
+    """The mean of 1/k over the prompts' tags, each carried by k concepts: the share of prompts
+    that the tag alone can resolve to their concept."""
+    return round(sum(1 / max(1, len(holders.get(tag.strip().lower(), ()))) for tag in tags) / len(tags), 3) if tags else 0.0
+
+
+def phrase_table(data_dir: Path, taught_limit: int) -> tuple[list[str], list[str]]:
+    """Every concept name and every tag that `tag_captions: taught_limit` teaches, each with its concept."""
+    phrases: dict[tuple[str, str], None] = {}
+    for split in ("train", "test"):
+        for row in read_split_rows(data_dir, split):
+            phrases[(row["concept"], row["concept"])] = None
+            for tag in taught_tags(row, taught_limit):
+                phrases[(tag, row["concept"])] = None
+    return [phrase for phrase, _ in phrases], [concept for _, concept in phrases]
+
+
+@torch.no_grad()
+def text_reading(tags: list[str], concepts: list[str], table: tuple[list[str], list[str]], encoder) -> float:
+    """The share of tags whose nearest phrase of the table (cosine of the encoder's sentence
+    embeddings) belongs to the tag's own concept."""
+    phrases, owners = table
+    def embed(texts: list[str]) -> torch.Tensor:
+        return torch.cat([F.normalize(encoder.encode(texts[i:i + 256]).sentence.float(), dim=-1) for i in range(0, len(texts), 256)])
+    nearest = (embed(tags) @ embed(phrases).T).argmax(1).tolist()
+    return round(sum(owners[i] == concept for i, concept in zip(nearest, concepts)) / len(tags), 3) if tags else 0.0
 
 
 def worded_rows(data_dir: Path, taught_limit: int) -> list[dict]:
@@ -105,16 +152,22 @@ def main() -> None:
     index = {name: i for i, name in enumerate(concepts)}
     concept_table = evaluator.model.text_embedding(evaluator.text_encoder.encode(concepts).sentence)
     rows = worded_rows(data_dir, args.taught_limit)
+    holders, table = tag_holders(data_dir), phrase_table(data_dir, args.taught_limit)
     results = {}
     for half in HALVES:
         chosen = [row for row in rows if row["half"] == half]
         results[half] = half_figures(chosen, pipe, evaluator, index, concept_table, args)
+        results[half]["ambiguity_ceiling"] = ambiguity_ceiling([row["tag"] for row in chosen], holders)
+        results[half]["text_reading"] = text_reading([row["tag"] for row in chosen], [row["concept"] for row in chosen], table,
+                                                     pipe.text_encoder)
         print(f"{half:>11}: {len(chosen)} prompts x {args.images} images, {len(concepts)} concept names")
         for kind in ("canonical", "tagged"):
             figures = results[half][kind]
             print(f"  {kind:<9} concept accuracy {figures['concept_accuracy']:.3f}   R-precision {figures['concept_r_precision']:.3f}")
         ratio = results[half]["ratio"]
-        print(f"  tagged / canonical: accuracy {ratio['concept_accuracy']:.0%}, R-precision {ratio['concept_r_precision']:.0%}")
+        print(f"  tagged / canonical: accuracy {ratio['concept_accuracy']:.0%}, R-precision {ratio['concept_r_precision']:.0%}"
+              f"   (ceiling set by the tags' ambiguity: {results[half]['ambiguity_ceiling']:.0%})")
+        print(f"  text only: the tag's nearest name or taught tag is its own concept's {results[half]['text_reading']:.0%} of the time")
         taught = results[half]["taught"]
         print(f"  taught tags ({taught['prompts']} prompts; a tag_captions: {args.taught_limit} model trained on them): concept "
               f"accuracy {taught['taught']['concept_accuracy']:.3f} against {taught['canonical']['concept_accuracy']:.3f} by "

@@ -1,6 +1,6 @@
 """Robustness benchmark: does the captioner still read pictures drawn or delivered another way?
 
-Trains the shapes captioner (the preset's 5 minutes) once plainly and once with each
+Trains the shapes captioner (the preset's 10 minutes, or --minutes) once plainly and once with each
 `--read-augment` setting asked for, then captions the held-out compositions' images:
 
   - clean: the test split as limner.data.shapes renders it (anti-aliased, Lanczos);
@@ -17,6 +17,7 @@ compositions under every perturbation and on the second renderer, losing at most
     python benchmarks/robustness.py --arms plain "jpeg,blur" --minutes 3
     python benchmarks/robustness.py --arms plain resample --probability 0.2   # each transform on a fifth of the images
     python benchmarks/robustness.py --arms plain --token-dropout 0 0.3 0.5     # word dropout in the decoder, each arm at each rate
+    python benchmarks/robustness.py --arms resample --read-blur 0 0.5 0.8     # also read every image through a small blur
 """
 
 from __future__ import annotations
@@ -92,32 +93,39 @@ def perturbations() -> dict:
     }
 
 
-def exact(pipe: ImageToTextPipeline, images: list[Image.Image], truth: list[str]) -> float:
+def exact(pipe: ImageToTextPipeline, images: list[Image.Image], truth: list[str], read_blur: float = 0.0) -> float:
+    if read_blur:
+        images = [im.filter(ImageFilter.GaussianBlur(read_blur)) for im in images]
     predicted = [p["generated_text"] for p in pipe(images)]
     return sum(" ".join(p.split()) == t for p, t in zip(predicted, truth)) / len(truth)
 
 
-def score(pipe: ImageToTextPipeline, data_dir: Path, resolution: int, max_images: int) -> dict[str, float]:
+def score(pipe: ImageToTextPipeline, data_dir: Path, resolution: int, max_images: int, read_blur: float = 0.0) -> dict[str, float]:
+    """Exact match on the clean test images, under each perturbation and on the second renderer;
+    read_blur > 0 smooths every image (Gaussian, that sigma in pixels) just before the captioner reads it."""
     records = ImageFolder(data_dir, "test").records[:max_images]
     clean = [Image.open(r.path).convert("RGB") for r in records]
     truth = [r.captions[0] for r in records]
-    scores = {"clean": exact(pipe, clean, truth)}
+    scores = {"clean": exact(pipe, clean, truth, read_blur)}
     for name, perturb in perturbations().items():
-        scores[name] = exact(pipe, [perturb(im) for im in clean], truth)
+        scores[name] = exact(pipe, [perturb(im) for im in clean], truth, read_blur)
     rng = random.Random(7)
     held = [c for c in shapes.held_out_compositions() for _ in range(10)]
-    scores["second renderer (held aside)"] = exact(pipe, [hard_edged(c, resolution, rng) for c in held], [c.caption for c in held])
+    scores["second renderer (held aside)"] = exact(pipe, [hard_edged(c, resolution, rng) for c in held], [c.caption for c in held],
+                                                   read_blur)
     return scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=["plain", ALL], help='"plain" or a read_augment policy, e.g. "jpeg,blur"')
-    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--minutes", type=float, default=None, help="training minutes per arm (default: the preset's)")
     parser.add_argument("--max-images", type=int, default=720)
     parser.add_argument("--probability", type=float, default=0.5, help="read_augment_probability of the augmented arms")
     parser.add_argument("--token-dropout", nargs="+", type=float, default=[0.0],
                         help="captioner_token_dropout: every arm is trained at each rate given")
+    parser.add_argument("--read-blur", nargs="+", type=float, default=[0.0],
+                        help="also read every image through a Gaussian blur of each sigma (px) given; 0 reads it as it is")
     parser.add_argument("--output-dir", default="outputs/benchmarks/robustness")
     args = parser.parse_args()
     results = {}
@@ -125,18 +133,21 @@ def main() -> None:
         for dropout in args.token_dropout:
             name = arm if dropout == 0 else f"{arm}, token dropout {dropout:g}"
             out = Path(args.output_dir) / (arm.replace(",", "+") + ("" if dropout == 0 else f"-dropout{dropout:g}"))
-            config = build_train_config("shapes", {"model": "captioner", "output_dir": str(out), "max_train_minutes": args.minutes,
+            minutes = {} if args.minutes is None else {"max_train_minutes": args.minutes}
+            config = build_train_config("shapes", {"model": "captioner", "output_dir": str(out), **minutes,
                                                    "read_augment": "" if arm == "plain" else arm,
                                                    "read_augment_probability": args.probability,
                                                    "captioner_token_dropout": dropout})
             trained = train_captioner(config)
             pipe = ImageToTextPipeline.from_pretrained(out)
-            scores = score(pipe, resolve_data_dir(config), config.resolution, args.max_images)
-            results[name] = {"steps": trained.steps, "probability": None if arm == "plain" else args.probability,
-                             "token_dropout": dropout, **scores}
-            print(f"\n== {name}: {trained.steps} steps in {trained.train_seconds:.0f}s", flush=True)
-            for perturbation, value in scores.items():
-                print(f"  {perturbation:<30} exact {value:.3f}", flush=True)
+            for read_blur in args.read_blur:
+                read_name = name if read_blur == 0 else f"{name}, read through blur {read_blur:g} px"
+                scores = score(pipe, resolve_data_dir(config), config.resolution, args.max_images, read_blur)
+                results[read_name] = {"steps": trained.steps, "probability": None if arm == "plain" else args.probability,
+                                      "token_dropout": dropout, "read_blur": read_blur, **scores}
+                print(f"\n== {read_name}: {trained.steps} steps in {trained.train_seconds:.0f}s", flush=True)
+                for perturbation, value in scores.items():
+                    print(f"  {perturbation:<30} exact {value:.3f}", flush=True)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
 
