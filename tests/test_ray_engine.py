@@ -93,16 +93,30 @@ def _wait_for(condition, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+def _start_on_a_free_port(models: dict[str, str], scaling: RayServeConfig, attempts: int = 3) -> ServeConfig:
+    """Start Serve on a port that was free a moment ago. Ray's own processes bind ports of their own
+    as they start, so one of them can take the probed port first; then a fresh port is probed."""
+    for attempt in range(attempts):
+        config = ServeConfig(port=_free_port(), rate_limit_per_minute=10**9, rate_limit_burst=10**9)  # the load is the point, not the limiter
+        try:
+            ray_engine.start(models, "torch", config, scaling)
+            return config
+        except Exception as err:  # Ray wraps the proxy's bind failure in its own task error
+            if "Failed to bind" not in str(err) or attempt == attempts - 1:
+                raise
+            ray_engine.stop(shutdown_ray=False)
+    raise AssertionError("unreachable")
+
+
 def test_replicas_follow_the_load_on_a_local_ray_cluster(tmp_path, monkeypatch):
     pytest.importorskip("ray.serve", reason="Ray Serve not installed (pip install 'limner[ray]')")
     # Ray pushes its autoscaling figures every 10 s by default; once a second keeps the test short
     for name in ("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"):
         monkeypatch.setenv(name, "1")
     tiny_pipeline().save_pretrained(tmp_path / "tiny")
-    config = ServeConfig(port=_free_port(), rate_limit_per_minute=10**9, rate_limit_burst=10**9)  # the load is the point, not the limiter
     scaling = RayServeConfig(min_replicas=1, max_replicas=2, target_ongoing_requests=1, replica_cpus=0.5,
                              upscale_delay_s=1, downscale_delay_s=3, look_back_period_s=2)
-    ray_engine.start({"tiny": str(tmp_path / "tiny")}, "torch", config, scaling)
+    config = _start_on_a_free_port({"tiny": str(tmp_path / "tiny")}, scaling)
     try:
         url = f"http://127.0.0.1:{config.port}"
         _wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, "the first replica")
