@@ -103,7 +103,7 @@ def main() -> None:
     print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
     results = {}
     for encoder in args.encoders:
-        out = Path(args.output_dir) / encoder
+        out = Path(args.output_dir) / Path(encoder).name  # a local path names its folder by its last part
         config = build_train_config("shapes", {
             "text_encoder": encoder, "output_dir": str(out),
             "max_train_minutes": args.minutes, "max_train_steps": args.max_train_steps,
