@@ -19,8 +19,8 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from limner.text.base import unit_sentences
 from limner.text.huggingface import HuggingFaceTextEncoder
 
 SETS = Path(__file__).parent / "prompt_sets"
@@ -31,13 +31,11 @@ TEMPLATES = ("a small {} circle in the top left", "Could you please draw a large
 def known_colour_words(encoder: HuggingFaceTextEncoder, wording: dict) -> tuple[int, int, list[str]]:
     """(words placed nearest their own colour, words asked, 'word->colour read' for each miss), over both templates."""
     names = list(wording["color"])
-    def embed(texts: list[str]) -> torch.Tensor:
-        return F.normalize(encoder.encode(texts).sentence.float(), dim=-1)
     right, asked, misses = 0, 0, []
     for template in TEMPLATES:
-        anchors = embed([template.format(name) for name in names])
+        anchors = unit_sentences(encoder, [template.format(name) for name in names])
         for colour, words in wording["color_synonyms"].items():
-            nearest = (embed([template.format(word) for word in words]) @ anchors.T).argmax(1).tolist()
+            nearest = (unit_sentences(encoder, [template.format(word) for word in words]) @ anchors.T).argmax(1).tolist()
             for word, index in zip(words, nearest):
                 asked += 1
                 right += names[index] == colour

@@ -32,7 +32,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from corpus_cuts import concept_half, read_split_rows  # benchmarks/ is on the path when run as a script
 from machine import sgemm_gflops
@@ -41,6 +40,7 @@ from limner.data.builders import builtin_data_dir
 from limner.data.emoji_styles import taught_tags, wording_test_tag, words_of
 from limner.metrics.alignment import r_precision
 from limner.pipelines import DualEncoderPipeline, TextToImagePipeline
+from limner.text.base import unit_sentences
 
 HALVES = ("development", "blind")
 
@@ -90,9 +90,7 @@ def text_reading(tags: list[str], concepts: list[str], table: tuple[list[str], l
     """The share of tags whose nearest phrase of the table (cosine of the encoder's sentence
     embeddings) belongs to the tag's own concept."""
     phrases, owners = table
-    def embed(texts: list[str]) -> torch.Tensor:
-        return torch.cat([F.normalize(encoder.encode(texts[i:i + 256]).sentence.float(), dim=-1) for i in range(0, len(texts), 256)])
-    nearest = (embed(tags) @ embed(phrases).T).argmax(1).tolist()
+    nearest = (unit_sentences(encoder, tags) @ unit_sentences(encoder, phrases).T).argmax(1).tolist()
     return round(sum(owners[i] == concept for i, concept in zip(nearest, concepts)) / len(tags), 3) if tags else 0.0
 
 

@@ -27,6 +27,13 @@ class TextEmbeddings:
     mask: torch.Tensor
 
 
+def unit_sentences(encoder: "TextEncoder", texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """(N, D) sentence embeddings of `texts` scaled to unit length (so a matrix product gives
+    cosines), encoded `batch_size` at a time."""
+    batches = [encoder.encode(list(texts[i:i + batch_size])).sentence.float() for i in range(0, len(texts), batch_size)]
+    return torch.nn.functional.normalize(torch.cat(batches), dim=-1)
+
+
 class TextEncoder:
     """A frozen map from captions to embeddings.
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from limner.errors import ConfigError
-from limner.text.base import TextEncoder
+from limner.text.base import TextEncoder, unit_sentences
 from limner.text.prompts import FILLER_WORDS, prompt_words
 
 DEFAULT_THRESHOLD = 0.63  # chosen on the development set of benchmarks/prompt_policy.py
@@ -49,7 +48,7 @@ class ConceptPolicy:
         self.vectors = self._embed(concepts)  # (C, D), unit length
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        return F.normalize(self.encoder.encode(texts).sentence.float(), dim=-1)
+        return unit_sentences(self.encoder, texts)
 
     def nearest(self, prompt: str) -> ConceptMatch:
         """The (phrase, concept) pair of highest cosine for this prompt."""
