@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+from machine import sgemm_gflops  # benchmarks/ is on the path when run as a script
+
 from limner.data import ImageFolder, shapes
 from limner.pipelines.image_to_text import ImageToTextPipeline
 from limner.training import build_train_config
@@ -128,6 +130,7 @@ def main() -> None:
                         help="also read every image through a Gaussian blur of each sigma (px) given; 0 reads it as it is")
     parser.add_argument("--output-dir", default="outputs/benchmarks/robustness")
     args = parser.parse_args()
+    print(f"sgemm ceiling: {sgemm_gflops():.0f} GFLOP/s (2 threads)", flush=True)
     results = {}
     for arm in args.arms:
         for dropout in args.token_dropout:
