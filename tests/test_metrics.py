@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
-from limner.metrics.images import DistributionMetrics, PairedImageMetrics, banding, paired_image_metrics
+from limner.metrics.images import DistributionMetrics, PairedImageMetrics, banding, fine_grain, paired_image_metrics
 
 
 def test_r_precision_is_one_for_a_perfect_space_and_chance_for_noise():
@@ -183,3 +183,20 @@ def test_banding_reads_stripes_by_their_direction():
     assert banding(torch.rand(4, 3, 32, 32)) == pytest.approx(1.0, abs=0.05)
     with pytest.raises(ValueError, match="shape"):
         banding(torch.zeros(3, 8, 8))
+
+
+def test_fine_grain_sees_a_plaid_over_a_flat_fill_and_not_a_sharp_outline():
+    square = -torch.ones(2, 3, 32, 32)
+    square[..., 8:24, 8:24] = 1.0  # a flat fill with sharp edges
+    plaid = square.clone()
+    lines = torch.arange(32.0).remainder(2).mul(0.3)  # one-pixel lines every other pixel
+    plaid[..., 8:24, 8:24] -= lines[8:24].view(16, 1) + lines[8:24].view(1, 16)
+    assert fine_grain(square) < 0.03
+    assert fine_grain(plaid) > 1.5 * fine_grain(square)
+    # white noise spreads its power evenly over the 32 x 32 frequencies; 7 of 32 per axis lie above 0.375
+    torch.manual_seed(0)
+    assert fine_grain(torch.rand(8, 3, 32, 32)) == pytest.approx(1 - (25 / 32) ** 2, abs=0.02)
+    with pytest.raises(ValueError, match="shape"):
+        fine_grain(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="cutoff"):
+        fine_grain(square, cutoff=0.5)

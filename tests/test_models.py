@@ -3,6 +3,7 @@ import torch
 
 from limner.errors import ConfigError, ModelLoadError
 from limner.models import Discriminator, Generator, truncated_noise
+from limner.models.gan import UpBlock
 from tests.conftest import tiny_discriminator_config, tiny_generator_config
 
 
@@ -38,6 +39,27 @@ def test_save_and_load_give_identical_outputs(tmp_path):
     noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
     assert torch.equal(generator.eval()(noise, sentence), loaded(noise, sentence))
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_weights(tmp_path):
+    torch.manual_seed(0)
+    grid = torch.randn(1, 4, 4, 4)
+    for mode, seams in (("nearest", True), ("bilinear", False)):
+        block = UpBlock(4, 4, condition_dim=6, hidden=8, upsample=mode)
+        torch.nn.init.zeros_(block.conv2.weight), torch.nn.init.zeros_(block.conv2.bias)  # shortcut only
+        out = block(grid, torch.randn(1, 6))
+        assert torch.equal(out[..., 0::2, :], out[..., 1::2, :]) == seams  # nearest: every row twice
+    nearest = Generator(tiny_generator_config())
+    bilinear = Generator(tiny_generator_config(upsample="bilinear"))
+    bilinear.load_state_dict(nearest.state_dict())  # the same weights: only the upsampling differs
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    assert not torch.allclose(nearest.eval()(noise, sentence), bilinear.eval()(noise, sentence))
+    bilinear.save_pretrained(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g")
+    assert loaded.config.upsample == "bilinear"
+    assert torch.equal(loaded(noise, sentence), bilinear(noise, sentence))
+    with pytest.raises(ConfigError, match="upsample must be one of nearest, bilinear, got 'cubic'"):
+        tiny_generator_config(upsample="cubic")
 
 
 def test_loading_the_wrong_thing_is_a_clear_error(tmp_path):

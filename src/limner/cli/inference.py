@@ -153,7 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{report['n_images']} images of split {report['split']}; feature network: limner evaluator ({report['feature_network']['path']})")
     print(f"  {'metric':<24}{'generated':>12}{'real floor':>12}")
     print(f"  {'R-precision':<24}{generated['r_precision']['mean']:>12.4f}{floor['r_precision']['mean']:>12.4f}")
-    for key in ("fid", "kid_mean", "psnr", "ssim", "banding", "alignment", "image_to_text_r@1", "diversity", "nearest_train_distance"):
+    for key in ("fid", "kid_mean", "psnr", "ssim", "banding", "fine_grain", "alignment", "image_to_text_r@1", "diversity", "nearest_train_distance"):
         floor_value = floor.get(key)
         print(f"  {key:<24}{generated[key]:>12.4f}" + (f"{floor_value:>12.4f}" if floor_value is not None else f"{'n/a':>12}"))
     if "shapes_judge" in report:

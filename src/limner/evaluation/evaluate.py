@@ -27,7 +27,7 @@ from limner.errors import ConfigError
 from limner.evaluation.explain import explain_page
 from limner.evaluation.styles import has_styles, style_figures
 from limner.metrics.alignment import alignment_score, diversity, nearest_neighbours, r_precision, retrieval_recall
-from limner.metrics.images import InceptionFeatures, banding, distribution_metrics, paired_image_metrics
+from limner.metrics.images import InceptionFeatures, banding, distribution_metrics, fine_grain, paired_image_metrics
 from limner.models.dual_encoder import DualEncoder
 from limner.pipelines import TextToImagePipeline
 from limner.pipelines.text_to_image import check_guidance_scale, check_truncation
@@ -128,6 +128,7 @@ def compute_metrics(
 
     generated.update(paired_image_metrics(data.fake, data.real))
     generated["banding"], floor["banding"] = banding(data.fake), banding(data.real)
+    generated["fine_grain"], floor["fine_grain"] = fine_grain(data.fake), fine_grain(data.real)
     first, second = _second_real_of_same_caption(data.caption_ids)
     if first.numel():
         floor.update(paired_image_metrics(data.real[first], data.real[second]))

@@ -22,6 +22,7 @@ METRIC_ROWS = [
     ("psnr", "PSNR vs a real image of the same caption (dB)", "higher"),
     ("ssim", "SSIM vs a real image of the same caption", "higher"),
     ("banding", "horizontal stripes: row-to-row over column-to-column change", "near the real"),
+    ("fine_grain", "hatching: share of brightness variation at periods under 2.7 px", "near the real"),
     ("alignment", "image-caption cosine (evaluator space)", "higher"),
     ("image_to_text_r@1", "recall@1 image to caption", "higher"),
     ("image_to_text_r@5", "recall@5 image to caption", "higher"),

@@ -20,6 +20,9 @@ from limner.errors import ConfigError
 from limner.models.layers import TextStandardizer, check_resolution, down_channel_plan, down_path
 from limner.models.modeling import PretrainedModel
 
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
 def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
     """Channels at 4x4, 8x8, ... up to the output: the last `blocks + 1` multipliers."""
     if len(multipliers) < blocks + 1:
@@ -66,9 +69,14 @@ class GeneratorConfig:
     # trained with every labelled image drawn from its value's code (noise_code_rows "all"): a prompt
     # that names a value ("..., twitter style") is then drawn from that code (see the pipeline)
     code_from_prompt: bool = False
+    # how each up-block doubles its grid: "nearest" copies every pixel into a 2x2 block, which the
+    # convs must smooth away; "bilinear" interpolates, so no block seams are left for a fine plaid
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
             raise ConfigError(f"noise_codes must be 0 (off) or 2 to noise_dim ({self.noise_dim}), got {self.noise_codes}")
         self.noise_code_names = tuple(self.noise_code_names)
@@ -133,8 +141,9 @@ class FusionBlock(nn.Module):
 class UpBlock(nn.Module):
     """Upsample x2, then two fuse+conv rounds, with a residual shortcut."""
 
-    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, hidden: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, hidden: int, upsample: str = "nearest") -> None:
         super().__init__()
+        self.upsample = upsample
         self.fuse1 = FusionBlock(condition_dim, in_channels, hidden)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.fuse2 = FusionBlock(condition_dim, out_channels, hidden)
@@ -142,7 +151,10 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if self.upsample == "nearest":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        else:
+            x = F.interpolate(x, scale_factor=2, mode=self.upsample, align_corners=False)
         residual = self.conv1(self.fuse1(x, condition))
         residual = self.conv2(self.fuse2(residual, condition))
         return self.shortcut(x) + residual
@@ -159,7 +171,8 @@ class Generator(PretrainedModel):
         stem_in = condition_dim if config.text_in_stem else config.noise_dim
         self.stem = nn.Linear(stem_in, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
-            UpBlock(c_in, c_out, condition_dim, config.condition_hidden) for c_in, c_out in zip(channels, channels[1:])
+            UpBlock(c_in, c_out, condition_dim, config.condition_hidden, config.upsample)
+            for c_in, c_out in zip(channels, channels[1:])
         )
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
 
