@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/benchmarks/shapes_gan")
     parser.add_argument("--max-train-steps", type=int, default=100_000)
     parser.add_argument("--evaluate-only", action="store_true", help="judge the models already in --output-dir")
+    parser.add_argument("--truncation", type=float, default=None,
+                        help="draw with this truncation instead of the model's own (its figures go to benchmark_truncation_T.json)")
     parser.add_argument("--override", default="{}", help='JSON of config values over the preset (GANTrainConfig, VAETrainConfig, ... by kind), e.g. \'{"learning_rate": 1e-4}\'')
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # the wording sets' new words warn once per prompt
@@ -117,16 +119,19 @@ def main() -> None:
             result = {"steps": trained.steps, "train_seconds": round(trained.train_seconds, 1),
                       "images_per_second": round(trained.images_per_second, 1)}
         pipe = TextToImagePipeline.from_pretrained(out)
+        if args.truncation is not None:
+            pipe.truncation = args.truncation
         scores = evaluate(pipe, args.images_per_caption)
         held_out = shapes.held_out_compositions()
         spread = {"generated": generated_placement_spread(pipe, held_out, args.images_per_caption, seed=2),
                   "real": real_placement_spread(held_out, config.resolution, args.images_per_caption, seed=2)}
         results[encoder] = {
             "steps": result["steps"], "train_seconds": result["train_seconds"], "images_per_second": result["images_per_second"],
-            "total_seconds": round(time.perf_counter() - started, 1), **scores, "spread": spread,
+            "total_seconds": round(time.perf_counter() - started, 1), "truncation": pipe.truncation, **scores, "spread": spread,
         }
-        (out / "benchmark.json").write_text(json.dumps(results[encoder], indent=2) + "\n")
-        print(f"\n== {encoder}: {result['steps']} steps in {result['train_seconds']:.0f}s ({result['images_per_second']:.0f} img/s)")
+        (out / ("benchmark.json" if args.truncation is None else f"benchmark_truncation_{args.truncation:g}.json")).write_text(json.dumps(results[encoder], indent=2) + "\n")
+        print(f"\n== {encoder}: {result['steps']} steps in {result['train_seconds']:.0f}s ({result['images_per_second']:.0f} img/s);"
+              f" drawn at truncation {pipe.truncation:g}")
         for split, score in scores.items():
             detail = "  ".join(f"{k} {score[k]:.3f}" for k in ("color", "shape", "size", "position"))
             print(f"  {split:<30} all-four {score['all']:.3f}   ({detail}; {score['images']} images)")
@@ -134,7 +139,8 @@ def main() -> None:
         print(f"  spread among {args.images_per_caption} images of a held-out caption: position {generated['position_std_px']:.2f} px "
               f"(real {real['position_std_px']:.2f}, {generated['position_std_px'] / real['position_std_px']:.0%}), size "
               f"{generated['size_std_px']:.2f} px (real {real['size_std_px']:.2f}, {generated['size_std_px'] / real['size_std_px']:.0%})")
-    Path(args.output_dir, "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    suffix = "" if args.truncation is None else f"_truncation_{args.truncation:g}"
+    Path(args.output_dir, f"summary{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
