@@ -41,7 +41,7 @@ def summary_row(minutes: float, steps: int, report: dict) -> dict:
         "distinct_styles": free["generated"]["distinct_styles"], "distinct_styles_real": free["real_floor"]["distinct_styles"],
         "style_free_diversity": free["generated"]["diversity"], "style_free_diversity_real": free["real_floor"]["diversity"],
         "banding": generated["banding"], "banding_real": floor["banding"],
-        "fine_grain": generated.get("fine_grain"), "fine_grain_real": floor.get("fine_grain"),
+        "fine_grain": generated["fine_grain"], "fine_grain_real": floor["fine_grain"],
     }
 
 
@@ -54,8 +54,8 @@ def print_row(row: dict) -> None:
           f" diversity {row['style_free_diversity']:.3f} (real {row['style_free_diversity_real']:.3f},"
           f" {row['style_free_diversity'] / max(row['style_free_diversity_real'], 1e-9):.0%})"
           f" | banding {row['banding']:.2f} (real {row['banding_real']:.2f})"
-          + (f" | fine grain {row['fine_grain']:.4f} (real {row['fine_grain_real']:.4f},"
-             f" {row['fine_grain'] / max(row['fine_grain_real'], 1e-9):.1f}x)" if row.get("fine_grain") is not None else ""), flush=True)
+          f" | fine grain {row['fine_grain']:.4f} (real {row['fine_grain_real']:.4f},"
+          f" {row['fine_grain'] / max(row['fine_grain_real'], 1e-9):.1f}x)", flush=True)
 
 
 def sample_grid(model_dir: Path, data_dir: Path, path: Path, *, combinations: int = 8, style_free: int = 4, seeds: int = 8) -> None:

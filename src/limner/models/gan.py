@@ -151,10 +151,7 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if self.upsample == "nearest":
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        else:
-            x = F.interpolate(x, scale_factor=2, mode=self.upsample, align_corners=False)
+        x = F.interpolate(x, scale_factor=2, mode=self.upsample)
         residual = self.conv1(self.fuse1(x, condition))
         residual = self.conv2(self.fuse2(residual, condition))
         return self.shortcut(x) + residual
