@@ -11,11 +11,15 @@ all-four and per-attribute accuracy for each, beside the canonical held-out capt
     python benchmarks/wording.py --model-dir outputs/benchmarks/shapes_gan/all-MiniLM-L6-v2
     python benchmarks/wording.py --model-dir ... --kept-aside       # the final, blind read
     python benchmarks/wording.py --model-dir ... --grid             # anchored settings on the development set
+    python benchmarks/wording.py --model-dir ... --floors 0 0.2 0.3 # relevance floors on the development set
 
 --grid reads the development set with the model's anchored text encoder rebuilt at every
 context layer (none: input embeddings) and anchor margin, from the model's own training
 captions (a model whose training captions read the same either way, as the shapes captions
 do, needs no retraining for it), 4 images per caption: how the shapes preset's setting was chosen.
+--floors does the same for the relevance floor (a new word nearer no known word than the floor
+weighs nothing), at the model's own context layer and margin. --floor F reads every set with
+floor F (the model's own reading otherwise).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
-        "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json"}
-KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the first was read once before the second was written
+        "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json"}
+# each written after the one before had been read once (the third before the relevance floor was tried)
+KEPT_ASIDE = ("kept_aside", "kept_aside_2", "kept_aside_3")
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -67,26 +72,30 @@ GRID_LAYERS = (None, 1, 2, 3, 4, 5)
 GRID_MARGINS = (0.15, 0.05, 0.0)
 
 
-def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int) -> None:
-    """The development set under each context layer and margin (the model's temperature kept)."""
+def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, settings: list[tuple[int | None, float, float]]) -> None:
+    """The development set under each (context layer, margin, floor) (the model's temperature kept)."""
     base = pipe.text_encoder
-    if not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit(f"--grid rebuilds an anchored text encoder; {model_dir} reads captions with {type(base).__name__}")
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{'layer':>5} {'margin':>6}  {'training captions (min cos)':>27}  sentences all-four  colour synonyms all-four (colour)")
-    for layer in GRID_LAYERS:
-        for margin in GRID_MARGINS:
-            pipe.text_encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
-                                                                  margin=margin, context_layer=layer)
-            if pipe.text_encoder.vocabulary != base.vocabulary:
-                raise SystemExit("the training captions found give another vocabulary than the model's: is its dataset the one it was trained on?")
-            same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
-            scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
-            sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
-            print(f"{'none' if layer is None else layer:>5} {margin:>6}  {same:>27.4f}  {sentences['all']:>19.3f}  "
-                  f"{colours['all']:>24.3f} ({colours['color']:.3f})", flush=True)
+    print(f"{'layer':>5} {'margin':>6} {'floor':>5}  {'training captions (min cos)':>27}  sentences all-four  colour synonyms all-four (colour)")
+    for layer, margin, floor in settings:
+        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor)
+        same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
+        scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
+        sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
+        print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5}  {same:>27.4f}  {sentences['all']:>19.3f}  "
+              f"{colours['all']:>24.3f} ({colours['color']:.3f})", flush=True)
     pipe.text_encoder = base
+
+
+def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], *, context_layer: int | None, margin: float,
+                    floor: float) -> AnchoredWordEncoder:
+    """The model's anchored encoder built again from its training captions with other settings."""
+    encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
+                                                margin=margin, context_layer=context_layer, floor=floor)
+    if encoder.vocabulary != base.vocabulary:
+        raise SystemExit("the training captions found give another vocabulary than the model's: is its dataset the one it was trained on?")
+    return encoder
 
 
 def main() -> None:
@@ -95,11 +104,23 @@ def main() -> None:
     parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside sets (once, at the end)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
+    parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
+    parser.add_argument("--floor", type=float, help="read every set with this relevance floor instead of the model's own")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
+    base = pipe.text_encoder
+    if (args.grid or args.floors or args.floor is not None) and not isinstance(base, AnchoredWordEncoder):
+        raise SystemExit(f"--grid, --floors and --floor rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
-        return grid(pipe, args.model_dir, images_per_caption=4)
+        settings = [(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS]
+        return grid(pipe, args.model_dir, 4, settings)
+    if args.floors:
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor) for floor in args.floors])
+    if args.floor is not None:
+        captions = model_training_captions(args.model_dir, limit=100_000)
+        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin, floor=args.floor)
+        print(f"relevance floor {args.floor} (the model's own: {base.floor})")
     names = ("development", *KEPT_ASIDE) if args.kept_aside else ("development",)
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),

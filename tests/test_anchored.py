@@ -64,10 +64,29 @@ def test_an_undecided_word_weighs_less_than_a_synonym(anchored):
     assert with_size @ plain > with_big @ plain  # "size" is as near "small" as "large": it hardly moves the vector
 
 
+@pytest.fixture(scope="module")
+def floored():
+    return AnchoredWordEncoder.from_captions(TRAIN, floor=0.3)
+
+
+def test_a_word_near_no_known_word_weighs_nothing_above_the_floor(anchored, floored):
+    # "see" lies nearest "red", but only at cosine 0.21: without a floor it pulls the caption towards red
+    sentence, meant = "I would like to see a small blue square in the top left", "a small blue square in the top left"
+    plain, floored_out = anchored.encode([sentence, meant]), floored.encode([sentence, meant])
+    assert floored_out.sentence[0] @ floored_out.sentence[1] > 0.9999  # every word left is a known word
+    assert plain.sentence[0] @ plain.sentence[1] < 0.99
+    # a synonym lies above the floor and still counts; the training captions read as without one
+    assert nearest_training_caption(floored, "a big red circle in the middle") == "a large red circle in the center"
+    assert torch.allclose(floored.encode(TRAIN).sentence, anchored.encode(TRAIN).sentence, atol=1e-6)
+
+
 def test_config_round_trips(anchored):
     rebuilt = load_text_encoder(anchored.config())
     captions = ["a huge blue triangle in the middle", "x"]
     assert torch.equal(rebuilt.encode(captions).sentence, anchored.encode(captions).sentence)
+    assert "floor" not in anchored.config()  # off: the config reads as an earlier model's
+    floored = AnchoredWordEncoder.from_captions(TRAIN, floor=0.3)
+    assert load_text_encoder(floored.config()).floor == 0.3
     other = AnchoredWordEncoder.from_captions(TRAIN[:20])
     assert other.fingerprint != anchored.fingerprint  # the vocabulary keys the embedding cache
 
@@ -77,6 +96,10 @@ def test_bad_settings_are_refused():
         AnchoredWordEncoder.from_captions(["a red circle", "a red circle"])
     with pytest.raises(ConfigError, match="temperature must be positive"):
         AnchoredWordEncoder(vocabulary={"red": 1.0}, temperature=0)
+    with pytest.raises(ConfigError, match="anchor floor must be"):
+        AnchoredWordEncoder(vocabulary={"red": 1.0}, floor=1.0)
+    with pytest.raises(ConfigError, match="text_anchor_floor"):
+        build_train_config("shapes", {"text_anchor_floor": -0.1})
     with pytest.raises(ConfigError, match="context layer must be 0 .* to 6"):
         AnchoredWordEncoder.from_captions(TRAIN, context_layer=7)
     with pytest.raises(ConfigError, match="text_whiten needs text_components"):

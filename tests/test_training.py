@@ -152,12 +152,15 @@ def test_interrupt_saves_a_checkpoint(tiny_shapes, tmp_path, monkeypatch):
     assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [3]
 
 
-def test_learning_rates_fall_linearly_between_the_decay_steps(tiny_shapes, tmp_path):
-    trainer = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=4, learning_rate_decay=[1, 3], learning_rate_floor=0.2)
+def _learning_rate_factors(trainer, *, interrupt_at_step: int | None = None) -> list[float]:
+    """Train (Ctrl-C as step `interrupt_at_step` begins, when given), and return each step's learning
+    rates as factors of the configured ones (checked equal for both networks)."""
     seen = []
     original = trainer._train_one_step
 
     def recording():
+        if len(seen) + 1 == interrupt_at_step:
+            raise KeyboardInterrupt
         losses = original()
         seen.append((trainer.optimizers.generator.param_groups[0]["lr"], trainer.optimizers.discriminator.param_groups[0]["lr"]))
         return losses
@@ -165,14 +168,46 @@ def test_learning_rates_fall_linearly_between_the_decay_steps(tiny_shapes, tmp_p
     trainer._train_one_step = recording
     trainer.train()
     config = trainer.config
-    factors = [1.0, 1.0, 0.6, 0.2]  # steps 0 and 1 before the decay, halfway at 2, the floor from 3 on
-    expected = [(config.learning_rate * f, config.discriminator_learning_rate * f) for f in factors]
-    assert [value for pair in seen for value in pair] == pytest.approx([value for pair in expected for value in pair])
+    generator = [g / config.learning_rate for g, _ in seen]
+    assert [d / config.discriminator_learning_rate for _, d in seen] == pytest.approx(generator)
+    return generator
+
+
+def test_learning_rates_fall_linearly_between_the_decay_steps(tiny_shapes, tmp_path):
+    trainer = _trainer(tiny_shapes, tmp_path / "run", max_train_steps=4, learning_rate_decay=[1, 3], learning_rate_floor=0.2)
+    # steps 0 and 1 before the decay, halfway at 2, the floor from 3 on
+    assert _learning_rate_factors(trainer) == pytest.approx([1.0, 1.0, 0.6, 0.2])
+
+
+def test_a_decay_in_minutes_follows_the_clock_and_goes_on_after_a_resume(tiny_shapes, tmp_path, monkeypatch):
+    from limner.training.loop import StepLoop
+
+    monkeypatch.setattr(StepLoop, "elapsed", lambda loop: 60.0 * (loop.step - loop.start_step))  # a minute a step
+    settings = {"learning_rate_decay_minutes": [1, 3], "learning_rate_floor": 0.2, "checkpointing_steps": 2}
+    straight = _trainer(tiny_shapes, tmp_path / "a", max_train_steps=4, **settings)
+    # 0, 1, 2 and 3 minutes trained as steps 1-4 begin
+    assert _learning_rate_factors(straight) == pytest.approx([1.0, 1.0, 0.6, 0.2])
+    interrupted = _trainer(tiny_shapes, tmp_path / "b", max_train_steps=4, **settings)
+    assert _learning_rate_factors(interrupted, interrupt_at_step=3) == pytest.approx([1.0, 1.0])
+    # its checkpoint holds the 2 minutes trained, and the resumed run counts on from them
+    resumed = _trainer(tiny_shapes, tmp_path / "b", max_train_steps=4, resume_from_checkpoint="latest", **settings)
+    assert (resumed.step, resumed.minutes_before) == (2, pytest.approx(2.0))
+    assert _learning_rate_factors(resumed) == pytest.approx([0.6, 0.2])
 
 
 def test_a_learning_rate_decay_must_end_after_it_starts(tiny_shapes, tmp_path):
     with pytest.raises(ConfigError, match="learning_rate_decay"):
         build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path, learning_rate_decay=[5, 5]))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"learning_rate_decay_minutes": [30]}, "start minute, end minute"),
+    ({"learning_rate_decay_minutes": [60, 30]}, "start minute, end minute"),
+    ({"learning_rate_decay_minutes": [30, 60], "learning_rate_decay": [10, 20]}, "not both"),
+])
+def test_a_decay_in_minutes_must_run_forwards_and_alone(tiny_shapes, tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        build_train_config(None, tiny_train_overrides(tiny_shapes, tmp_path, **settings))
 
 
 def test_a_single_caption_dataset_still_samples(tmp_path):

@@ -20,6 +20,7 @@ TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--text-hidden-layer", "text_hidden_layer", int, "which hidden state to pool: 0 embeddings, -1 last (default)"),
     ("--text-anchor-temperature", "text_anchor_temperature", float, "anchored pooling: lower maps a new word harder onto its nearest known word"),
     ("--text-anchor-margin", "text_anchor_margin", float, "anchored pooling: a new word weighs fully once its two nearest known words are this far apart"),
+    ("--text-anchor-floor", "text_anchor_floor", float, "anchored pooling: a new word nearer no known word than this cosine weighs nothing (0: off)"),
     ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
     ("--train-batch-size", "train_batch_size", int, "images per step"),
     ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),

@@ -9,7 +9,11 @@ document frequency over the distinct training captions (a word every caption use
 like "a", weighs 0) and by how decisively it points at one known word: a new word
 the language model places about as near two known words ("size": small 0.43, large
 0.43) says nothing about which, so its weight grows with the gap between its two
-nearest known words and is full from `margin` up. The result is L2-normalised.
+nearest known words and is full from `margin` up. With a relevance `floor`, a new word whose
+nearest known word lies under it in cosine similarity weighs nothing: "see" lies nearest "red"
+but only at 0.21, where a synonym such as "big" lies at 0.59 from "large", so the filler of
+a whole sentence no longer pulls the caption towards a colour or a place. The result is
+L2-normalised.
 
 So a caption reworded with synonyms and a new word order lands where the training
 caption it means does, and a new composition of known words is read exactly. The
@@ -34,6 +38,7 @@ from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
 DEFAULT_TEMPERATURE = 0.02
 DEFAULT_MARGIN = 0.15
+DEFAULT_FLOOR = 0.0  # off: earlier models read as before
 
 
 def inverse_document_frequencies(tokenizer, captions: Iterable[str]) -> dict[str, float]:
@@ -48,24 +53,26 @@ def inverse_document_frequencies(tokenizer, captions: Iterable[str]) -> dict[str
 
 
 def anchored_sentences(words: torch.Tensor, mask: torch.Tensor, anchors: torch.Tensor, idf: torch.Tensor, *,
-                       temperature: float, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+                       temperature: float, margin: float, floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
     """words (B, T, D) input embeddings, mask (B, T), anchors (V, D) the vocabulary's embeddings,
     idf (V,) -> sentence (B, D) unit vectors, anchored tokens (B, T, D)."""
     similarity = F.normalize(words, dim=-1) @ F.normalize(anchors, dim=-1).T  # (B, T, V)
-    return mixed_anchors(similarity, mask, anchors, idf, temperature=temperature, margin=margin)
+    return mixed_anchors(similarity, mask, anchors, idf, temperature=temperature, margin=margin, floor=floor)
 
 
 def mixed_anchors(similarity: torch.Tensor, mask: torch.Tensor, anchors: torch.Tensor, idf: torch.Tensor, *,
-                  temperature: float, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  temperature: float, margin: float, floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
     """similarity (B, T, V) of each token to each known word, mask (B, T), anchors (V, D) the known
     words' input embeddings, idf (V,) -> sentence (B, D) unit vectors, anchored tokens (B, T, D):
-    each token a softmax mix of the known words, weighted by rarity and decisiveness."""
+    each token a softmax mix of the known words, weighted by rarity and decisiveness, and by nothing
+    where its nearest known word lies under `floor`."""
     weights = (similarity / temperature).softmax(-1)
     tokens = weights @ anchors  # (B, T, D)
     nearest = similarity.topk(min(2, similarity.shape[-1]), dim=-1).values  # (B, T, 2)
     gap = nearest[..., 0] - nearest[..., -1] if nearest.shape[-1] == 2 else torch.ones_like(nearest[..., 0])
     decisiveness = (gap / margin).clamp(max=1.0) if margin > 0 else torch.ones_like(gap)
-    importance = (weights @ idf) * decisiveness * mask.to(similarity.dtype)  # (B, T)
+    relevant = nearest[..., 0] >= floor
+    importance = (weights @ idf) * decisiveness * (mask & relevant).to(similarity.dtype)  # (B, T)
     sentence = (tokens * importance.unsqueeze(-1)).sum(1) / importance.sum(1, keepdim=True).clamp(min=1e-8)
     return F.normalize(sentence, dim=-1), tokens
 
@@ -87,13 +94,15 @@ class AnchoredWordEncoder(TextEncoder):
 
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, vocabulary: dict[str, float],
                  temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64,
-                 context_layer: int | None = None, context_anchors: str | None = None) -> None:
+                 context_layer: int | None = None, context_anchors: str | None = None, floor: float = DEFAULT_FLOOR) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if temperature <= 0:
             raise ConfigError(f"anchor temperature must be positive, got {temperature}")
         if margin < 0:
             raise ConfigError(f"anchor margin must be 0 (off) or positive, got {margin}")
+        if not 0 <= floor < 1:
+            raise ConfigError(f"anchor floor must be 0 (off) or a cosine similarity under 1, got {floor}")
         if not vocabulary:
             raise ConfigError("anchored word pooling needs a non-empty vocabulary (the training captions' tokens)")
         path = resolve_model_path(name_or_path)
@@ -108,6 +117,7 @@ class AnchoredWordEncoder(TextEncoder):
         if unknown:
             raise ModelLoadError(f"the tokenizer of {name_or_path!r} lacks the vocabulary's tokens {unknown[:5]}")
         self.name_or_path, self.temperature, self.margin, self.max_length = name_or_path, float(temperature), float(margin), max_length
+        self.floor = float(floor)
         self.vocabulary = dict(vocabulary)
         self.table = model.get_input_embeddings().weight.detach().float()  # (vocab, D)
         self.vocabulary_ids = torch.tensor(ids)
@@ -121,12 +131,12 @@ class AnchoredWordEncoder(TextEncoder):
     @classmethod
     def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
                       temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
-                      context_layer: int | None = None) -> "AnchoredWordEncoder":
+                      context_layer: int | None = None, floor: float = DEFAULT_FLOOR) -> "AnchoredWordEncoder":
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
         encoder = cls(name_or_path, vocabulary=inverse_document_frequencies(load_tokenizer(name_or_path), captions),
-                      temperature=temperature, margin=margin, context_layer=context_layer)
+                      temperature=temperature, margin=margin, context_layer=context_layer, floor=floor)
         if context_layer is not None:
             encoder.context_anchors = encoder.mean_states(captions)
         return encoder
@@ -168,20 +178,23 @@ class AnchoredWordEncoder(TextEncoder):
             own = F.normalize(self.table[ids], dim=-1) @ F.normalize(self.anchors, dim=-1).T
             known = torch.isin(ids, self.vocabulary_ids)[..., None]
             similarity = torch.where(known, own, in_context)
-            sentence, tokens = mixed_anchors(similarity, mask, self.anchors, self.idf, temperature=self.temperature, margin=self.margin)
+            sentence, tokens = mixed_anchors(similarity, mask, self.anchors, self.idf, temperature=self.temperature,
+                                             margin=self.margin, floor=self.floor)
             return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
                                add_special_tokens=False, return_tensors="pt")
         mask = batch["attention_mask"].bool()  # (B, T)
         words = self.table[batch["input_ids"]]  # (B, T, D)
         sentence, tokens = anchored_sentences(words, mask, self.anchors, self.idf,
-                                              temperature=self.temperature, margin=self.margin)
+                                              temperature=self.temperature, margin=self.margin, floor=self.floor)
         return TextEmbeddings(sentence=sentence, tokens=tokens, mask=mask)
 
     def config(self) -> dict[str, Any]:
         config = {"kind": self.kind, "name_or_path": self.name_or_path, "temperature": self.temperature,
                   "margin": self.margin, "max_length": self.max_length, "vocabulary": self.vocabulary}
-        if self.context_layer is not None:  # (absent otherwise: earlier models' configs read back unchanged)
+        if self.floor > 0:  # (absent when off, as the two below: earlier models' configs read back unchanged)
+            config["floor"] = self.floor
+        if self.context_layer is not None:
             config["context_layer"] = self.context_layer
             config["context_anchors"] = encode_anchors(self.context_anchors)
         return config

@@ -21,7 +21,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,14 +36,20 @@ MANIFEST = "manifest.json"
 log = logging.getLogger("limner.checkpoint")
 
 
-def save_checkpoint(root: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> Path:
+class CheckpointPosition(NamedTuple):
+    step: int
+    trained_minutes: float  # wall-clock minutes of training so far, over every resume (for schedules in minutes)
+
+
+def save_checkpoint(root: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator,
+                    *, trained_minutes: float = 0.0) -> Path:
     """Write checkpoint-{step}; on any failure (a full disk) the staging copy is removed, earlier
     checkpoints are untouched, and a CheckpointError says what happened."""
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".checkpoint-{step}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _write(staging, step, models, optimizers, sampler_rng)
+        _write(staging, CheckpointPosition(step, trained_minutes), models, optimizers, sampler_rng)
     except Exception as err:  # OSError from Python's writes; writers in C++ or Rust raise their own kinds
         reason = "no space left on the device" if _disk_full(err, root) else f"{type(err).__name__}: {err}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -66,7 +72,8 @@ def _disk_full(err: Exception, root: Path) -> bool:
         return False
 
 
-def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> None:
+def _write(staging: Path, position: CheckpointPosition, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> None:
+    step = position.step
     models.generator.save_pretrained(staging / "generator")
     models.ema.save_pretrained(staging / "ema")
     models.discriminator.save_pretrained(staging / "discriminator")
@@ -74,6 +81,7 @@ def _write(staging: Path, step: int, models: GANModels, optimizers: GANOptimizer
         models.latent_encoder.save_pretrained(staging / "latent_encoder")
     state = {
         "step": step,
+        "trained_minutes": position.trained_minutes,
         "generator_optimizer": optimizers.generator.state_dict(),
         "discriminator_optimizer": optimizers.discriminator.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -117,8 +125,8 @@ def verify_checkpoint(folder: Path) -> None:
             raise CheckpointError(f"{folder}: {name} fails its checksum (truncated or corrupt)")
 
 
-def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> int:
-    """Restore everything in place; returns the step the checkpoint was taken at."""
+def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> CheckpointPosition:
+    """Restore everything in place; returns where the run was when the checkpoint was taken."""
     models.generator.load_state_dict(Generator.from_pretrained(folder / "generator").state_dict())
     models.ema.load_state_dict(Generator.from_pretrained(folder / "ema").state_dict())
     models.discriminator.load_state_dict(Discriminator.from_pretrained(folder / "discriminator").state_dict())
@@ -133,7 +141,7 @@ def load_checkpoint(folder: Path, models: GANModels, optimizers: GANOptimizers, 
     sampler_rng.set_state(state["sampler_rng"])
     random.setstate(_to_tuple(state["python_rng"]))
     np.random.set_state(_numpy_state_from(state["numpy_rng"]))
-    return int(state["step"])
+    return CheckpointPosition(int(state["step"]), float(state.get("trained_minutes", 0.0)))  # older checkpoints kept none
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:

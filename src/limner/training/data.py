@@ -35,7 +35,8 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
         return BagOfWordsEncoder.from_captions(train_captions)
     if config.text_pooling == ANCHORED:
         return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder, temperature=config.text_anchor_temperature,
-                                                 margin=config.text_anchor_margin, context_layer=config.text_hidden_layer)
+                                                 margin=config.text_anchor_margin, context_layer=config.text_hidden_layer,
+                                                 floor=config.text_anchor_floor)
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 

@@ -50,8 +50,8 @@ FINETUNE_INFO = "finetune.json"  # what the run trained, how many parameters, ho
 # the base's settings a fine-tune does not carry over: its schedule, its resuming, and the helpers of
 # its own training; a fine-tune's budget is minutes
 NOT_CARRIED = {
-    "resume_from_checkpoint": None, "validation_prompts": (), "learning_rate_decay": (), "evaluation_steps": 0,
-    "evaluator_dir": None, "latent_encoder_dims": 0, "alignment_weight": 0.0, "aligner_dir": None, "cycle_weight": 0.0,
+    "resume_from_checkpoint": None, "validation_prompts": (), "learning_rate_decay": (), "learning_rate_decay_minutes": (),
+    "evaluation_steps": 0, "evaluator_dir": None, "latent_encoder_dims": 0, "alignment_weight": 0.0, "aligner_dir": None, "cycle_weight": 0.0,
     "captioner_dir": None, "max_train_steps": 100_000, "max_train_minutes": 5.0,
 }
 

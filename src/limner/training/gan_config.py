@@ -31,6 +31,10 @@ class GANTrainConfig(GeneratorTrainConfig):
     # to learning_rate_floor times their value, and stay there (empty: constant). In steps, not minutes,
     # so that runs on machines of different speeds and resumed runs follow the same schedule
     learning_rate_decay: tuple[int, ...] = ()
+    # or [start, end] in minutes of training (counted over resumes): a run capped by max_train_minutes
+    # then ends its decay at its last step on a machine of any speed (budgeted training, Li et al. 2020),
+    # at the price of runs no longer following one schedule step by step
+    learning_rate_decay_minutes: tuple[float, ...] = ()
     learning_rate_floor: float = 0.1
     adam_beta1: float = 0.0
     adam_beta2: float = 0.9
@@ -125,6 +129,11 @@ class GANTrainConfig(GeneratorTrainConfig):
         decay = self.learning_rate_decay
         if decay and (len(decay) != 2 or not 0 <= decay[0] < decay[1]):
             raise ConfigError(f"learning_rate_decay must be empty (constant) or [start step, end step] with start < end, got {list(decay)}")
+        minutes = self.learning_rate_decay_minutes
+        if minutes and (len(minutes) != 2 or not 0 <= minutes[0] < minutes[1]):
+            raise ConfigError(f"learning_rate_decay_minutes must be empty or [start minute, end minute] with start < end, got {list(minutes)}")
+        if decay and minutes:
+            raise ConfigError("set learning_rate_decay (in steps) or learning_rate_decay_minutes, not both")
         if not 0 <= self.learning_rate_floor <= 1:
             raise ConfigError(f"learning_rate_floor must be between 0 and 1, got {self.learning_rate_floor}")
         if not 0.0 <= self.ema_decay < 1.0:

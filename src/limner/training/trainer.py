@@ -95,7 +95,8 @@ class Trainer:
         self.models = self._build_models()
         self.guides, self.caption_tokens = self._load_guides()
         self.optimizers = self._build_optimizers()
-        self.step = self._maybe_resume()
+        self.step, self.minutes_before = self._maybe_resume()  # minutes: trained before this process, over resumes
+        self.loop: StepLoop | None = None  # the running loop, which times this process's training
         self.training_evaluator = self._build_training_evaluator()
         self.diversity_target = self._diversity_target()
         self.augment_policy = parse_policy(config.augment)
@@ -218,19 +219,19 @@ class Trainer:
             torch.optim.Adam(self.models.discriminator.parameters(), lr=self.config.discriminator_learning_rate, betas=betas),
         )
 
-    def _maybe_resume(self) -> int:
+    def _maybe_resume(self) -> tuple[int, float]:
         if not self.config.resume_from_checkpoint:
             aside = set_aside_checkpoints(self.checkpoint_root) if self.dist.is_main else None
             if aside is not None:
                 log.warning("starting afresh: the checkpoints of an earlier run in %s moved to %s "
                             "(to continue that run instead, pass --resume-from-checkpoint latest)", self.checkpoint_root, aside)
-            return 0
+            return 0, 0.0
         checkpoint = resolve_checkpoint(self.checkpoint_root, self.config.resume_from_checkpoint)
         if checkpoint is None:
-            return 0
-        step = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
-        log.info("resumed from %s at step %d", checkpoint, step)
-        return step
+            return 0, 0.0
+        position = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
+        log.info("resumed from %s at step %d", checkpoint, position.step)
+        return position.step, position.trained_minutes
 
     def _default_prompts(self) -> list[str]:
         try:
@@ -252,6 +253,7 @@ class Trainer:
         loop = StepLoop(max_steps=config.max_train_steps, max_minutes=config.max_train_minutes, name="training",
                         progress=self.progress and main, logging_steps=config.logging_steps, start_step=start_step,
                         shown=("d_loss", "g_loss", "gp"), writer=writer, stop_everywhere=self.dist.any)
+        self.loop = loop
         ran = loop.run(self._train_one_step, after_step=lambda step: self._after_step(step, writer))
         self.step = ran.steps
         if ran.interrupted:
@@ -376,9 +378,16 @@ class Trainer:
                 class_weight=config.class_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
 
+    def trained_minutes(self) -> float:
+        """Wall-clock minutes of training so far, counting those before a resume."""
+        return self.minutes_before + (self.loop.elapsed() / 60 if self.loop is not None else 0.0)
+
     def _set_learning_rates(self) -> None:
         config = self.config
-        factor = decayed_factor(self.step, config.learning_rate_decay, config.learning_rate_floor)
+        if config.learning_rate_decay_minutes:
+            factor = decayed_factor(self.trained_minutes(), config.learning_rate_decay_minutes, config.learning_rate_floor)
+        else:
+            factor = decayed_factor(self.step, config.learning_rate_decay, config.learning_rate_floor)
         for optimizer, base in ((self.optimizers.generator, config.learning_rate),
                                 (self.optimizers.discriminator, config.discriminator_learning_rate)):
             for group in optimizer.param_groups:
@@ -418,16 +427,17 @@ class Trainer:
         return held_out_scores(self.pipeline(), self.data_dir, self.output_dir, steps=self.step, seed=self.config.seed)
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.checkpoint_root, self.step, self.models, self.optimizers, self.sampler_rng)
+        save_checkpoint(self.checkpoint_root, self.step, self.models, self.optimizers, self.sampler_rng, trained_minutes=self.trained_minutes())
         prune_checkpoints(self.checkpoint_root, self.config.checkpoints_total_limit)
 
 
-def decayed_factor(step: int, decay: tuple[int, ...], floor: float) -> float:
-    """1 before decay[0], falling linearly to `floor` at decay[1] and after; 1 throughout without a decay."""
+def decayed_factor(position: float, decay: tuple[float, ...], floor: float) -> float:
+    """1 before decay[0], falling linearly to `floor` at decay[1] and after; 1 throughout without a decay.
+    `position` and `decay` in one unit: steps, or minutes."""
     if not decay:
         return 1.0
     start, end = decay
-    progress = min(1.0, max(0.0, (step - start) / (end - start)))
+    progress = min(1.0, max(0.0, (position - start) / (end - start)))
     return 1.0 - (1.0 - floor) * progress
 
 
