@@ -73,18 +73,23 @@ GRID_MARGINS = (0.15, 0.05, 0.0)
 
 
 def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, settings: list[tuple[int | None, float, float]]) -> None:
-    """The development set under each (context layer, margin, floor) (the model's temperature kept)."""
+    """The development set under each (context layer, margin, floor) (the model's temperature kept), and
+    shapes_gan.py's development rewordings (synonyms in caption-like phrases), which a floor must not lose."""
+    from shapes_gan import development_paraphrases  # shapes_gan imports this module: only here
+
     base = pipe.text_encoder
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{'layer':>5} {'margin':>6} {'floor':>5}  {'training captions (min cos)':>27}  sentences all-four  colour synonyms all-four (colour)")
+    print(f"{'layer':>5} {'margin':>6} {'floor':>5}  {'training captions (min cos)':>27}  sentences all-four  "
+          "colour synonyms all-four (colour)  development rewordings all-four")
     for layer, margin, floor in settings:
         pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor)
         same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
         scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
         sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
+        rewordings = shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4)
         print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5}  {same:>27.4f}  {sentences['all']:>19.3f}  "
-              f"{colours['all']:>24.3f} ({colours['color']:.3f})", flush=True)
+              f"{colours['all']:>24.3f} ({colours['color']:.3f})  {rewordings['all']:>31.3f}", flush=True)
     pipe.text_encoder = base
 
 
