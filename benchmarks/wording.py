@@ -2,7 +2,8 @@
 
 Reads benchmarks/prompt_sets/wording_development.json (settings may be chosen on it)
 and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_kept_aside_2.json
-(the second written after the first had been read once; each read once for the setting it judges). Each set
+(the second written after the first had been read once; each read once for the setting it judges);
+--third-kept-aside reads wording_kept_aside_3.json, not yet read. Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -38,8 +39,9 @@ from limner.training.data import model_training_captions
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
         "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json"}
-# each written after the one before had been read once (the third before the relevance floor was tried)
-KEPT_ASIDE = ("kept_aside", "kept_aside_2", "kept_aside_3")
+KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
+# written before the relevance floor was tried; unread: for the next setting that wins on the development set
+THIRD_KEPT_ASIDE = "kept_aside_3"
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -107,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="a shapes model (e.g. from benchmarks/shapes_gan.py)")
     parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside sets (once, at the end)")
+    parser.add_argument("--third-kept-aside", action="store_true",
+                        help="also read the third kept-aside set (once, for a setting that won on the development set)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
@@ -126,7 +130,7 @@ def main() -> None:
         captions = model_training_captions(args.model_dir, limit=100_000)
         pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin, floor=args.floor)
         print(f"relevance floor {args.floor} (the model's own: {base.floor})")
-    names = ("development", *KEPT_ASIDE) if args.kept_aside else ("development",)
+    names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
               **evaluate_wording(pipe, names, images_per_caption=args.images_per_caption)}

@@ -168,3 +168,18 @@ def test_an_anchored_whitened_model_exports_to_onnx(anchored_run):
     onnx = TextToImagePipeline.from_pretrained(anchored_run, backend="onnx")(prompts, num_images_per_prompt=2, seed=1)
     for a, b in zip(eager, onnx):
         assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["development", "kept_aside", "kept_aside_2", "kept_aside_3"])
+def test_every_wording_set_words_every_attribute_value(name):
+    """benchmarks/prompt_sets/wording_*.json: each template names all four attributes, and every value
+    of each attribute has words (plain and synonym colours), so each set words all 180 compositions."""
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).parents[1] / "benchmarks" / "prompt_sets" / f"wording_{name}.json").read_text())
+    for template in spec["templates"]:
+        assert all("{" + field + "}" in template for field in ("size", "color", "shape", "position")), template
+    compositions = shapes.all_compositions()
+    for attribute, key in (("size", "size"), ("shape", "shape"), ("position", "position"), ("color", "color"), ("color", "color_synonyms")):
+        assert {getattr(c, attribute) for c in compositions} == set(spec[key]), key
+        assert all(spec[key][value] for value in spec[key]), key
