@@ -216,8 +216,8 @@ class FinetuneTrainer(Trainer):
                 "trainable_parameters": self.trainable_parameters(), "base_parameters": self.base_parameters, **extra}
         (self.output_dir / FINETUNE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
-    def _maybe_resume(self) -> int:
-        return 0
+    def _maybe_resume(self) -> tuple[int, float]:
+        return 0, 0.0  # a fine-tune does not resume: step 0, no minutes trained
 
     def _diversity_target(self) -> float:
         """The data's own spread where its captions are shared; a few styled images (one caption each)
