@@ -73,14 +73,13 @@ def _disk_full(err: Exception, root: Path) -> bool:
 
 
 def _write(staging: Path, position: CheckpointPosition, models: GANModels, optimizers: GANOptimizers, sampler_rng: torch.Generator) -> None:
-    step = position.step
     models.generator.save_pretrained(staging / "generator")
     models.ema.save_pretrained(staging / "ema")
     models.discriminator.save_pretrained(staging / "discriminator")
     if models.latent_encoder is not None:
         models.latent_encoder.save_pretrained(staging / "latent_encoder")
     state = {
-        "step": step,
+        "step": position.step,
         "trained_minutes": position.trained_minutes,
         "generator_optimizer": optimizers.generator.state_dict(),
         "discriminator_optimizer": optimizers.discriminator.state_dict(),
@@ -93,7 +92,7 @@ def _write(staging: Path, position: CheckpointPosition, models: GANModels, optim
     torch.save(state, buffer)
     (staging / "training_state.pt").write_bytes(buffer.getvalue())
     files = {str(p.relative_to(staging)): file_sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
-    (staging / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
+    (staging / MANIFEST).write_text(json.dumps({"step": position.step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(staging)
 
 

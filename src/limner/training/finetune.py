@@ -33,7 +33,7 @@ from limner.models import Discriminator, Generator
 from limner.models import lora
 from limner.text import load_text_encoder
 from limner.text.learned_words import LEARNED_WORDS
-from limner.training.checkpoint import latest_good_checkpoint
+from limner.training.checkpoint import CheckpointPosition, latest_good_checkpoint
 from limner.data import ImageFolder
 from limner.training.data import load_training_data, resolve_data_dir
 from limner.training.losses import preservation_loss
@@ -216,8 +216,8 @@ class FinetuneTrainer(Trainer):
                 "trainable_parameters": self.trainable_parameters(), "base_parameters": self.base_parameters, **extra}
         (self.output_dir / FINETUNE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
-    def _maybe_resume(self) -> tuple[int, float]:
-        return 0, 0.0  # a fine-tune does not resume: step 0, no minutes trained
+    def _maybe_resume(self) -> CheckpointPosition:
+        return CheckpointPosition(0, 0.0)  # a fine-tune does not resume
 
     def _diversity_target(self) -> float:
         """The data's own spread where its captions are shared; a few styled images (one caption each)

@@ -27,7 +27,7 @@ from limner.pipelines import TextToImagePipeline
 from limner.text import TextEncoder
 from limner.text.prompts import vocabulary_of
 from limner.training.checkpoint import (
-    load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint, set_aside_checkpoints,
+    CheckpointPosition, load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint, set_aside_checkpoints,
 )
 from limner.training.augment import diff_augment, parse_policy
 from limner.training.config import AUTO
@@ -219,19 +219,19 @@ class Trainer:
             torch.optim.Adam(self.models.discriminator.parameters(), lr=self.config.discriminator_learning_rate, betas=betas),
         )
 
-    def _maybe_resume(self) -> tuple[int, float]:
+    def _maybe_resume(self) -> CheckpointPosition:
         if not self.config.resume_from_checkpoint:
             aside = set_aside_checkpoints(self.checkpoint_root) if self.dist.is_main else None
             if aside is not None:
                 log.warning("starting afresh: the checkpoints of an earlier run in %s moved to %s "
                             "(to continue that run instead, pass --resume-from-checkpoint latest)", self.checkpoint_root, aside)
-            return 0, 0.0
+            return CheckpointPosition(0, 0.0)
         checkpoint = resolve_checkpoint(self.checkpoint_root, self.config.resume_from_checkpoint)
         if checkpoint is None:
-            return 0, 0.0
+            return CheckpointPosition(0, 0.0)
         position = load_checkpoint(checkpoint, self.models, self.optimizers, self.sampler_rng)
-        log.info("resumed from %s at step %d", checkpoint, position.step)
-        return position.step, position.trained_minutes
+        log.info("resumed from %s at step %d (%.1f minutes trained)", checkpoint, position.step, position.trained_minutes)
+        return position
 
     def _default_prompts(self) -> list[str]:
         try:
