@@ -3,7 +3,8 @@
 Reads benchmarks/prompt_sets/wording_development.json (settings may be chosen on it)
 and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_kept_aside_2.json
 (the second written after the first had been read once; each read once for the setting it judges);
---third-kept-aside reads wording_kept_aside_3.json, not yet read. Each set
+--third-kept-aside reads wording_kept_aside_3.json (written before the relevance floor was
+tried; read once, for the filler words, with and without them). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -13,14 +14,16 @@ all-four and per-attribute accuracy for each, beside the canonical held-out capt
     python benchmarks/wording.py --model-dir ... --kept-aside       # the final, blind read
     python benchmarks/wording.py --model-dir ... --grid             # anchored settings on the development set
     python benchmarks/wording.py --model-dir ... --floors 0 0.2 0.3 # relevance floors on the development set
+    python benchmarks/wording.py --model-dir ... --fillers          # without and with filler words, the same
 
 --grid reads the development set with the model's anchored text encoder rebuilt at every
 context layer (none: input embeddings) and anchor margin, from the model's own training
 captions (a model whose training captions read the same either way, as the shapes captions
 do, needs no retraining for it), 4 images per caption: how the shapes preset's setting was chosen.
 --floors does the same for the relevance floor (a new word nearer no known word than the floor
-weighs nothing), at the model's own context layer and margin. --floor F reads every set with
-floor F (the model's own reading otherwise).
+weighs nothing), at the model's own context layer and margin; --fillers for filler words
+(limner.text.filler: request verbs, function words, nouns for a picture) as known words that
+weigh nothing. --floor F and --filler read every set with that setting (the model's own otherwise).
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from limner.data import shapes
 from limner.metrics import shapes_accuracy
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder
+from limner.text.filler import PROMPT_FILLER
 from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
         "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json"}
 KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
-# written before the relevance floor was tried; unread: for the next setting that wins on the development set
+# written before the relevance floor was tried; read once, for the filler words (with and without)
 THIRD_KEPT_ASIDE = "kept_aside_3"
 
 
@@ -74,33 +78,37 @@ GRID_LAYERS = (None, 1, 2, 3, 4, 5)
 GRID_MARGINS = (0.15, 0.05, 0.0)
 
 
-def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, settings: list[tuple[int | None, float, float]]) -> None:
-    """The development set under each (context layer, margin, floor) (the model's temperature kept), and
+def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int,
+         settings: list[tuple[int | None, float, float, bool]]) -> None:
+    """The development set under each (context layer, margin, floor, filler) (the model's temperature kept), and
     shapes_gan.py's development rewordings (synonyms in caption-like phrases), which a floor must not lose."""
     from shapes_gan import development_paraphrases  # shapes_gan imports this module: only here
 
     base = pipe.text_encoder
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{'layer':>5} {'margin':>6} {'floor':>5}  {'training captions (min cos)':>27}  sentences all-four  "
+    print(f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6}  {'training captions (min cos)':>27}  sentences all-four  "
           "colour synonyms all-four (colour)  development rewordings all-four")
-    for layer, margin, floor in settings:
-        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor)
+    for layer, margin, floor, filler in settings:
+        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor, filler=filler)
         same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
         scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
         sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
         rewordings = shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4)
-        print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5}  {same:>27.4f}  {sentences['all']:>19.3f}  "
+        print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5} {'on' if filler else 'off':>6}  {same:>27.4f}  {sentences['all']:>19.3f}  "
               f"{colours['all']:>24.3f} ({colours['color']:.3f})  {rewordings['all']:>31.3f}", flush=True)
     pipe.text_encoder = base
 
 
 def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], *, context_layer: int | None, margin: float,
-                    floor: float) -> AnchoredWordEncoder:
-    """The model's anchored encoder built again from its training captions with other settings."""
+                    floor: float, filler: bool = False) -> AnchoredWordEncoder:
+    """The model's anchored encoder built again from its training captions with other settings;
+    filler: with limner.text.filler's words as known words that weigh nothing."""
     encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
-                                                margin=margin, context_layer=context_layer, floor=floor)
-    if encoder.vocabulary != base.vocabulary:
+                                                margin=margin, context_layer=context_layer, floor=floor,
+                                                filler=PROMPT_FILLER if filler else ())
+    weighted = lambda vocabulary: {token: weight for token, weight in vocabulary.items() if weight}  # noqa: E731 (filler weighs 0)
+    if weighted(encoder.vocabulary) != weighted(base.vocabulary):
         raise SystemExit("the training captions found give another vocabulary than the model's: is its dataset the one it was trained on?")
     return encoder
 
@@ -110,26 +118,35 @@ def main() -> None:
     parser.add_argument("--model-dir", required=True, help="a shapes model (e.g. from benchmarks/shapes_gan.py)")
     parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside sets (once, at the end)")
     parser.add_argument("--third-kept-aside", action="store_true",
-                        help="also read the third kept-aside set (once, for a setting that won on the development set)")
+                        help="also read the third kept-aside set (read once already, for the filler words)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
     parser.add_argument("--floor", type=float, help="read every set with this relevance floor instead of the model's own")
+    parser.add_argument("--fillers", action="store_true",
+                        help="the development set without and with filler words (limner.text.filler) as known words that weigh nothing")
+    parser.add_argument("--filler", action="store_true", help="read every set with the filler words as known words that weigh nothing")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     base = pipe.text_encoder
-    if (args.grid or args.floors or args.floor is not None) and not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit(f"--grid, --floors and --floor rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
+    rebuilds = args.grid or args.floors or args.fillers or args.floor is not None or args.filler
+    if rebuilds and not isinstance(base, AnchoredWordEncoder):
+        raise SystemExit("--grid, --floors, --fillers, --floor and --filler rebuild an anchored text encoder; "
+                         f"{args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
-        settings = [(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS]
+        settings = [(layer, margin, base.floor, False) for layer in GRID_LAYERS for margin in GRID_MARGINS]
         return grid(pipe, args.model_dir, 4, settings)
     if args.floors:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor) for floor in args.floors])
-    if args.floor is not None:
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor, False) for floor in args.floors])
+    if args.fillers:
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler) for filler in (False, True)])
+    if args.floor is not None or args.filler:
         captions = model_training_captions(args.model_dir, limit=100_000)
-        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin, floor=args.floor)
-        print(f"relevance floor {args.floor} (the model's own: {base.floor})")
+        floor = base.floor if args.floor is None else args.floor
+        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin,
+                                            floor=floor, filler=args.filler)
+        print(f"relevance floor {floor} (the model's own: {base.floor}); filler words {'on' if args.filler else 'off'}")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),

@@ -9,6 +9,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.export import export_onnx
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, load_text_encoder
+from limner.text.filler import PROMPT_FILLER, filler_tokens
 from limner.training import build_train_config, train
 from tests.conftest import tiny_train_overrides
 
@@ -78,6 +79,34 @@ def test_a_word_near_no_known_word_weighs_nothing_above_the_floor(anchored, floo
     # a synonym lies above the floor and still counts; the training captions read as without one
     assert nearest_training_caption(floored, "a big red circle in the middle") == "a large red circle in the center"
     assert torch.allclose(floored.encode(TRAIN).sentence, anchored.encode(TRAIN).sentence, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def with_filler():
+    return AnchoredWordEncoder.from_captions(TRAIN, filler=PROMPT_FILLER)
+
+
+def test_filler_words_are_known_words_that_weigh_nothing(anchored, with_filler):
+    assert with_filler.vocabulary["draw"] == with_filler.vocabulary["please"] == 0.0
+    assert all(with_filler.vocabulary[token] == weight for token, weight in anchored.vocabulary.items())  # the captions' own keep theirs
+    sentence, meant = "could you please draw a small blue square in the top left for me", "a small blue square in the top left"
+    out = with_filler.encode([sentence, meant]).sentence
+    assert out[0] @ out[1] > 0.9999  # every word of the sentence is now known: the filler drops out
+    plain = anchored.encode([sentence, meant]).sentence
+    assert plain[0] @ plain[1] < out[0] @ out[1]
+    assert torch.allclose(with_filler.encode(TRAIN).sentence, anchored.encode(TRAIN).sentence, atol=1e-4)
+    assert nearest_training_caption(with_filler, "a big red circle in the middle") == "a large red circle in the center"
+
+
+def test_filler_words_are_single_tokens_not_already_known(anchored):
+    from limner.text.caption_vocabulary import load_tokenizer
+
+    tokens = filler_tokens(load_tokenizer("all-MiniLM-L6-v2"), ("draw", "the", "xylophonically", "please"), known=anchored.vocabulary)
+    assert tokens == ["draw", "please"]  # "the" is a caption word already; a word of several pieces is left out
+    with pytest.raises(ConfigError, match="filler words need anchored pooling by input embeddings"):
+        AnchoredWordEncoder.from_captions(TRAIN, context_layer=3, filler=PROMPT_FILLER)
+    with pytest.raises(ConfigError, match="text_anchor_filler needs text_pooling"):
+        build_train_config("shapes", {"text_pooling": "mean", "text_anchor_filler": True})
 
 
 def test_config_round_trips(anchored):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from limner.errors import ConfigError, ModelLoadError
+from limner.text.filler import filler_tokens
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
@@ -131,11 +132,22 @@ class AnchoredWordEncoder(TextEncoder):
     @classmethod
     def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
                       temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
-                      context_layer: int | None = None, floor: float = DEFAULT_FLOOR) -> "AnchoredWordEncoder":
+                      context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
+                      filler: Iterable[str] = ()) -> "AnchoredWordEncoder":
+        """filler: words that ask for a picture without saying what is in it (limner.text.filler),
+        known words that weigh nothing, so that the filler of a whole sentence, and new words
+        nearest it, no longer pull the caption towards a training word."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
-        encoder = cls(name_or_path, vocabulary=inverse_document_frequencies(load_tokenizer(name_or_path), captions),
+        tokenizer = load_tokenizer(name_or_path)
+        vocabulary = inverse_document_frequencies(tokenizer, captions)
+        filler = filler_tokens(tokenizer, tuple(filler), known=vocabulary)
+        if filler and context_layer is not None:
+            raise ConfigError("filler words need anchored pooling by input embeddings (no context layer): "
+                              "the training captions never use them, so they have no state in context to anchor to")
+        vocabulary.update(dict.fromkeys(filler, 0.0))
+        encoder = cls(name_or_path, vocabulary=vocabulary,
                       temperature=temperature, margin=margin, context_layer=context_layer, floor=floor)
         if context_layer is not None:
             encoder.context_anchors = encoder.mean_states(captions)

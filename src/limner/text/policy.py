@@ -3,7 +3,7 @@
 An exact blocklist misses "a handgun" when "pistol" is denied. ConceptPolicy embeds each denied
 concept with a sentence encoder (all-MiniLM-L6-v2, whose cosine is trained to follow meaning) and
 compares it with the prompt's phrases: the whole prompt and every run of one to three of its
-descriptive words (limner.text.prompts.FILLER_WORDS dropped), so a concept named inside a longer
+descriptive words (limner.text.filler.NOT_DESCRIPTIVE dropped), so a concept named inside a longer
 prompt ("a small handgun in the corner, twitter style") is still seen. A prompt is denied when some
 phrase's cosine to some concept reaches `threshold`. The default threshold was chosen on a
 development set of rewordings (benchmarks/prompt_policy.py, which also reports a set kept aside).
@@ -18,7 +18,8 @@ import torch
 
 from limner.errors import ConfigError
 from limner.text.base import TextEncoder, unit_sentences
-from limner.text.prompts import FILLER_WORDS, prompt_words
+from limner.text.filler import NOT_DESCRIPTIVE
+from limner.text.prompts import prompt_words
 
 DEFAULT_THRESHOLD = 0.63  # chosen on the development set of benchmarks/prompt_policy.py
 
@@ -32,7 +33,7 @@ class ConceptMatch:
 
 def prompt_phrases(prompt: str, *, longest: int = 3) -> list[str]:
     """The whole prompt, then every run of 1 to `longest` consecutive descriptive words."""
-    words = [word for word in prompt_words(prompt) if word not in FILLER_WORDS]
+    words = [word for word in prompt_words(prompt) if word not in NOT_DESCRIPTIVE]
     runs = {" ".join(words[i:i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)}
     return [prompt.strip(), *sorted(runs - {prompt.strip()})]
 

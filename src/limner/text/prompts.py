@@ -13,12 +13,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-# words that carry no attribute of a picture: articles, prepositions, and what people put around a request
-FILLER_WORDS = frozenset("""
-a an the of in on at to into onto with without and or but for by from as is are be been being it its this that these those
-there here some any very quite really just please can could would will you me i my we our your draw drawing make show give
-create generate render paint picture image photo illustration icon emoji of style
-""".split())
+from limner.text.filler import NOT_DESCRIPTIVE
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -45,7 +40,7 @@ def prompt_warnings(prompt: str, known_words: frozenset[str] | None, *, token_co
     known_words: the model's training words (None: unknown, no check); token_count and max_tokens:
     the prompt's length in the encoder's tokens and how many the encoder reads (None: not checked)."""
     warnings = []
-    content = [word for word in prompt_words(prompt) if word not in FILLER_WORDS]
+    content = [word for word in prompt_words(prompt) if word not in NOT_DESCRIPTIVE]
     if not content:
         warnings.append((NO_DESCRIPTIVE_WORDS, f"{prompt!r} has no words that describe a picture (only words like 'a', 'the', "
                                                "'draw'): the model draws from an average of what it knows"))

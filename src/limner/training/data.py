@@ -18,6 +18,7 @@ from limner.data.emoji_styles import tag_captions
 from limner.data.shards import ShardReader, shard_paths
 from limner.errors import ConfigError, DataError
 from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
+from limner.text.filler import PROMPT_FILLER
 from limner.training.config import ANCHORED, BAG_OF_WORDS, TrainConfig
 from limner.utils.images import from_uint8
 
@@ -36,7 +37,8 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
     if config.text_pooling == ANCHORED:
         return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder, temperature=config.text_anchor_temperature,
                                                  margin=config.text_anchor_margin, context_layer=config.text_hidden_layer,
-                                                 floor=config.text_anchor_floor)
+                                                 floor=config.text_anchor_floor,
+                                                 filler=PROMPT_FILLER if config.text_anchor_filler else ())
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
