@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from limner.errors import ConfigError, ModelLoadError
-from limner.text.filler import filler_tokens
 from limner.text.base import TextEmbeddings, TextEncoder
+from limner.text.filler import filler_tokens
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
 DEFAULT_TEMPERATURE = 0.02
