@@ -79,7 +79,8 @@ class TextToImagePipeline(LoraLoaderMixin):
         """(code, message) for what to tell a user about this prompt before drawing it
         (limner.text.prompts.prompt_warnings): no descriptive word, no word the model was trained on,
         or longer than the encoder reads."""
-        return prompt_warnings(prompt, self.training_words, token_count=self.text_encoder.token_count(prompt),
+        read = getattr(self.text_encoder, "reading", lambda text: text)(prompt)  # a lexicon's names count as known words
+        return prompt_warnings(read, self.training_words, token_count=self.text_encoder.token_count(prompt),
                                max_tokens=self.text_encoder.max_length)
 
     @torch.no_grad()

@@ -15,6 +15,10 @@ but only at 0.21, where a synonym such as "big" lies at 0.59 from "large", so th
 a whole sentence no longer pulls the caption towards a colour or a place. The result is
 L2-normalised.
 
+With a lexicon (`lexicon`: {other name: known word}, limner.text.lexicon, from WordNet), a
+prompt's other names for known words are first read as those words ("a maroon orb" -> "a red
+orb"): for names the language model's word table places far from what they mean.
+
 So a caption reworded with synonyms and a new word order lands where the training
 caption it means does, and a new composition of known words is read exactly. The
 price: the vector ignores word order, so relations between several objects ("a red
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from limner.errors import ConfigError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.filler import filler_tokens
+from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, other_names, rewrite
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
 DEFAULT_TEMPERATURE = 0.02
@@ -95,7 +100,8 @@ class AnchoredWordEncoder(TextEncoder):
 
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, vocabulary: dict[str, float],
                  temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64,
-                 context_layer: int | None = None, context_anchors: str | None = None, floor: float = DEFAULT_FLOOR) -> None:
+                 context_layer: int | None = None, context_anchors: str | None = None, floor: float = DEFAULT_FLOOR,
+                 lexicon: dict[str, str] | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if temperature <= 0:
@@ -128,15 +134,18 @@ class AnchoredWordEncoder(TextEncoder):
         self.context_layer = check_context_layer(context_layer, model.config.num_hidden_layers)
         self.model = model if context_layer is not None else None  # only reading in context needs the layers
         self.context_anchors = None if context_anchors is None else decode_anchors(context_anchors, self.anchors.shape)
+        self.lexicon = check_lexicon(lexicon or {}, self.vocabulary)
 
     @classmethod
     def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
                       temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
                       context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
-                      filler: Iterable[str] = ()) -> "AnchoredWordEncoder":
+                      filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
+                      lexicon_senses: int = DEFAULT_SENSES) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
-        nearest it, no longer pull the caption towards a training word."""
+        nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
+        other names for the known words (limner.text.lexicon.other_names) are read as those words."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -147,8 +156,13 @@ class AnchoredWordEncoder(TextEncoder):
             raise ConfigError("filler words need anchored pooling by input embeddings (no context layer): "
                               "the training captions never use them, so they have no state in context to anchor to")
         vocabulary.update(dict.fromkeys(filler, 0.0))
-        encoder = cls(name_or_path, vocabulary=vocabulary,
-                      temperature=temperature, margin=margin, context_layer=context_layer, floor=floor)
+        table = None
+        if lexicon is not None:
+            targets = [token for token, weight in vocabulary.items() if weight > 0 and token.isalpha()]
+            table = {name: word for name, word in other_names(lexicon, targets, depth=lexicon_depth, senses=lexicon_senses).items()
+                     if name not in vocabulary}
+        encoder = cls(name_or_path, vocabulary=vocabulary, temperature=temperature, margin=margin,
+                      context_layer=context_layer, floor=floor, lexicon=table)
         if context_layer is not None:
             encoder.context_anchors = encoder.mean_states(captions)
         return encoder
@@ -178,7 +192,12 @@ class AnchoredWordEncoder(TextEncoder):
             raise ConfigError(f"anchored pooling in context: the captions never use the known words {missing[:5]}")
         return sums / counts[:, None]
 
+    def reading(self, caption: str) -> str:
+        """The caption as the encoder reads it: with the lexicon's names replaced by their known words."""
+        return rewrite(caption, self.lexicon)[0] if self.lexicon else caption
+
     def _encode(self, captions: list[str]) -> TextEmbeddings:
+        captions = [self.reading(caption) for caption in captions]
         if self.context_layer is not None:
             if self.context_anchors is None:
                 raise ModelLoadError("anchored pooling in context needs the known words' context anchors: "
@@ -209,7 +228,19 @@ class AnchoredWordEncoder(TextEncoder):
         if self.context_layer is not None:
             config["context_layer"] = self.context_layer
             config["context_anchors"] = encode_anchors(self.context_anchors)
+        if self.lexicon:
+            config["lexicon"] = self.lexicon
         return config
+
+
+def check_lexicon(lexicon: dict[str, str], vocabulary: dict[str, float]) -> dict[str, str]:
+    """{other name: known word}, each known word one of the vocabulary's and no name a known word."""
+    if not isinstance(lexicon, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in lexicon.items()):
+        raise ModelLoadError("the text encoder's lexicon must map names (strings) to known words (strings)")
+    strays = sorted({word for word in lexicon.values() if word not in vocabulary})
+    if strays:
+        raise ModelLoadError(f"the text encoder's lexicon reads names as words the vocabulary lacks: {strays[:5]}")
+    return {name: word for name, word in lexicon.items() if name not in vocabulary}
 
 
 def check_context_layer(layer: int | None, layers: int) -> int | None:

@@ -54,6 +54,10 @@ class TextEncoder:
         with self._tokenizer_lock:
             return len(tokenizer(caption)["input_ids"])
 
+    def reading(self, caption: str) -> str:
+        """The caption as the encoder reads it (an encoder with a lexicon reads other names as known words)."""
+        return caption
+
     def encode(self, captions: Sequence[str]) -> TextEmbeddings:
         captions = list(captions)
         if not captions:

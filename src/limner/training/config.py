@@ -49,6 +49,10 @@ class TrainConfig:
     text_anchor_margin: float = 0.15      # "anchored": a new word weighs fully once its two nearest known words are this far apart
     text_anchor_floor: float = 0.0        # "anchored": a new word nearer no known word than this cosine weighs nothing (0: off)
     text_anchor_filler: bool = False      # "anchored": request verbs, function words and picture nouns (limner.text.filler) weigh nothing
+    # "anchored": read other names for the training captions' words as those words ("maroon" -> red), from
+    # WordNet (limner.text.lexicon): "wordnet" looks in the usual places and trains without it, with a
+    # warning, where it is not installed; a folder must hold WordNet's database files. None: off
+    text_anchor_lexicon: str | None = None
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
     # matched to the known words in its sentence (None: by its input embedding alone)
     text_hidden_layer: int | None = None
@@ -85,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"text_anchor_floor must be 0 (off) or a cosine similarity under 1, got {self.text_anchor_floor}")
         if self.text_anchor_filler and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_filler needs text_pooling \"anchored\", got {self.text_pooling!r}")
+        if self.text_anchor_lexicon is not None and self.text_pooling != ANCHORED:
+            raise ConfigError(f"text_anchor_lexicon needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")

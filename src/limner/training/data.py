@@ -19,6 +19,7 @@ from limner.data.shards import ShardReader, shard_paths
 from limner.errors import ConfigError, DataError
 from limner.text import AnchoredWordEncoder, BagOfWordsEncoder, CachedTextEncoder, HuggingFaceTextEncoder, TextEncoder
 from limner.text.filler import PROMPT_FILLER
+from limner.text.lexicon import WORDNET, WordNet
 from limner.training.config import ANCHORED, BAG_OF_WORDS, TrainConfig
 from limner.utils.images import from_uint8
 
@@ -38,8 +39,22 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
         return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder, temperature=config.text_anchor_temperature,
                                                  margin=config.text_anchor_margin, context_layer=config.text_hidden_layer,
                                                  floor=config.text_anchor_floor,
-                                                 filler=PROMPT_FILLER if config.text_anchor_filler else ())
+                                                 filler=PROMPT_FILLER if config.text_anchor_filler else (),
+                                                 lexicon=find_lexicon(config.text_anchor_lexicon))
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
+
+
+def find_lexicon(where: str | None) -> WordNet | None:
+    """text_anchor_lexicon: None (off), "wordnet" (the usual places; without it, a warning) or a folder."""
+    if where is None:
+        return None
+    if where == WORDNET:
+        try:
+            return WordNet.find()
+        except ConfigError as err:
+            log.warning("text_anchor_lexicon %r: %s; training without other names for the captions' words", where, err)
+            return None
+    return WordNet.find(where)
 
 
 def load_training_data(config: TrainConfig, data_dir: Path, *, progress: bool = True, streaming: bool = True,
