@@ -21,6 +21,7 @@ TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--text-anchor-temperature", "text_anchor_temperature", float, "anchored pooling: lower maps a new word harder onto its nearest known word"),
     ("--text-anchor-margin", "text_anchor_margin", float, "anchored pooling: a new word weighs fully once its two nearest known words are this far apart"),
     ("--text-anchor-floor", "text_anchor_floor", float, "anchored pooling: a new word nearer no known word than this cosine weighs nothing (0: off)"),
+    ("--text-anchor-lexicon", "text_anchor_lexicon", str, "anchored pooling: read WordNet's other names for the known words as them ('wordnet' or its folder)"),
     ("--contrastive-weight", "contrastive_weight", float, "weight of the image-text contrastive loss (0: off)"),
     ("--train-batch-size", "train_batch_size", int, "images per step"),
     ("--max-train-steps", "max_train_steps", int, "stop after this many steps"),
