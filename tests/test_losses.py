@@ -79,6 +79,21 @@ def test_diversity_loss_falls_to_zero_at_the_target_spread():
     assert diversity_loss(image, image + 0.5, noise_a, noise_b, target=0.2) == 0.0  # no push past the target
 
 
+def test_pooled_diversity_counts_moves_between_cells_not_outlines_within_one():
+    from limner.training.losses import diversity_loss
+
+    noise_a, noise_b = torch.zeros(1, 8), torch.ones(1, 8)
+    square = torch.zeros(1, 3, 8, 8)
+    square[..., 0:2, 0:2] = 1.0
+    redrawn = torch.zeros(1, 3, 8, 8)  # the same mass in the same 4x4 cell, another outline
+    redrawn[..., 0, 0:4] = 1.0
+    moved = torch.zeros(1, 3, 8, 8)  # the same square in another cell
+    moved[..., 4:6, 4:6] = 1.0
+    assert diversity_loss(square, redrawn, noise_a, noise_b, target=0.01, pool=4) == 1.0  # no spread seen
+    assert diversity_loss(square, redrawn, noise_a, noise_b, target=0.01) < 1.0  # by pixels there is
+    assert diversity_loss(square, moved, noise_a, noise_b, target=0.01, pool=4) == 0.0
+
+
 def test_pooled_reconstruction_ignores_shifts_within_a_cell():
     from limner.training.losses import reconstruction_loss
 

@@ -264,9 +264,10 @@ def caption_labels(data: CaptionedImages, labels: torch.Tensor) -> torch.Tensor:
     return result
 
 
-def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0) -> float:
-    """Mean absolute pixel difference (in [-1, 1]) between two real images that share a caption,
-    over up to `pairs` random pairs; raises DataError when no caption has two images."""
+def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed: int = 0, pool: int = 1) -> float:
+    """Mean absolute pixel difference (in [-1, 1]) between two real images that share a caption
+    (of pool x pool cell means where pool > 1), over up to `pairs` random pairs; raises DataError
+    when no caption has two images."""
     shared = [images for images in caption_owners(data).values() if len(images) >= 2]
     if not shared:
         raise DataError("no caption has two images, so the data shows no spread to aim for: give diversity_target a number")
@@ -277,7 +278,10 @@ def estimate_diversity_target(data: CaptionedImages, *, pairs: int = 2000, seed:
         a, b = torch.randperm(len(members), generator=rng)[:2].tolist()
         firsts.append(members[a])
         seconds.append(members[b])
-    difference = from_uint8(data.images[firsts]) - from_uint8(data.images[seconds])
+    firsts, seconds = from_uint8(data.images[firsts]), from_uint8(data.images[seconds])
+    if pool > 1:
+        firsts, seconds = torch.nn.functional.avg_pool2d(firsts, pool), torch.nn.functional.avg_pool2d(seconds, pool)
+    difference = firsts - seconds
     return float(difference.abs().mean())
 
 

@@ -82,6 +82,9 @@ class GANTrainConfig(GeneratorTrainConfig):
     # how much (mean absolute pixel difference per unit of noise difference); "auto": what real
     # images sharing a caption show in the training data (estimate_diversity_target)
     diversity_target: float | str = "auto"
+    # the diversity term compares pool x pool cell means (1: pixels): on coarse cells moving or resizing
+    # an object changes the image and redrawing its outline hardly does
+    diversity_pool: int = 1
     # DiffAugment of real and generated images before the discriminator: comma-separated
     # "translation", "cutout", "color" ("" for none); colour only where colour is no attribute
     augment: str = ""
@@ -157,6 +160,8 @@ class GANTrainConfig(GeneratorTrainConfig):
         if self.diversity_weight < 0 or self.diversity_start_step < 0:
             raise ConfigError(f"diversity_weight and diversity_start_step must be 0 or positive, got {self.diversity_weight} "
                               f"and {self.diversity_start_step}")
+        if self.diversity_pool < 1 or self.resolution % self.diversity_pool:
+            raise ConfigError(f"diversity_pool must divide the resolution {self.resolution}, got {self.diversity_pool}")
         if self.diversity_target != AUTO and (isinstance(self.diversity_target, str) or self.diversity_target <= 0):
             raise ConfigError(f'diversity_target must be positive or "auto", got {self.diversity_target!r}')
         if self.class_weight < 0:

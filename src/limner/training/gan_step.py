@@ -76,6 +76,7 @@ def gan_train_step(
     reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
+    diversity_pool: int = 1,
     latent_kl_weight: float = 0.0,
     class_weight: float = 0.0,
     sync_gradients: Callable[[torch.nn.Module], None] | None = None,
@@ -124,7 +125,7 @@ def gan_train_step(
                                     reconstruction_pool=reconstruction_pool,
                                     reconstruction_of="best_of_two" if reconstruction_best_of_two else
                                     "second" if models.latent_encoder is not None else "first",
-                                    diversity_weight=diversity_weight, diversity_target=diversity_target)
+                                    diversity_weight=diversity_weight, diversity_target=diversity_target, diversity_pool=diversity_pool)
     g_total = g_total + guide_terms(fake, batch, guides, stats)
     optimizers.generator.zero_grad(set_to_none=True)
     g_total.backward()
@@ -288,7 +289,7 @@ def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,
                 stats: dict, *, reconstruction_weight: float, reconstruction_pool: int, reconstruction_of: str,
-                diversity_weight: float, diversity_target: float) -> torch.Tensor:
+                diversity_weight: float, diversity_target: float, diversity_pool: int = 1) -> torch.Tensor:
     """The generator's reconstruction and diversity terms, weighted and summed (figures into `stats`);
     `second`: the images of pair_noise for the first captions, or None. reconstruction_of: which
     samples are pulled towards the real images: "first" (`fake`), "second", or "best_of_two" (the nearer)."""
@@ -304,7 +305,7 @@ def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.T
         stats["reconstruction"] = reconstruction.item()
     if diversity_weight > 0 and second is not None:
         pairs = second.shape[0]
-        spread = diversity_loss(fake[:pairs], second, noise[:pairs], pair_noise, target=diversity_target)
+        spread = diversity_loss(fake[:pairs], second, noise[:pairs], pair_noise, target=diversity_target, pool=diversity_pool)
         total = total + diversity_weight * spread
         stats["diversity"] = spread.item()
     return total

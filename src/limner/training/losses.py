@@ -49,7 +49,7 @@ def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int =
 
 
 def diversity_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,
-                   *, target: float) -> torch.Tensor:
+                   *, target: float, pool: int = 1) -> torch.Tensor:
     """Asks two images drawn for one caption from two noises to differ as much as real images of
     one caption do, and no more: mean over pairs of relu(1 - (image distance / noise distance) / target),
     1 when the pair is identical, 0 once its spread reaches `target`.
@@ -58,8 +58,10 @@ def diversity_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, noise_a: torch.Te
     bound as samples collapse and, measured on shapes, drowned the caption (held-out 0.047).
     Capping the push at a target is DSGAN's remedy (Yang et al. 2019); limner takes the target
     from the data (see estimate_diversity_target). fake_a, fake_b (B, 3, H, W); noise_a, noise_b
-    (B, Z); distances are mean absolute differences.
+    (B, Z); distances are mean absolute differences, of pool x pool cell means where pool > 1.
     """
+    if pool > 1:
+        fake_a, fake_b = F.avg_pool2d(fake_a, pool), F.avg_pool2d(fake_b, pool)
     images = (fake_a - fake_b).abs().flatten(1).mean(1)
     noises = (noise_a - noise_b).abs().mean(1).clamp(min=1e-6)
     return F.relu(1.0 - images / noises / target).mean()

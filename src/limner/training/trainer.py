@@ -205,7 +205,7 @@ class Trainer:
         if not isinstance(self.data, CaptionedImages):
             raise ConfigError('diversity_target "auto" reads an imagefolder held in memory; with shards give a number, e.g. 0.05')
         noise_distance = 2 / math.sqrt(math.pi)  # E|a - b| for independent standard normals
-        target = estimate_diversity_target(self.data, seed=config.seed) / noise_distance
+        target = estimate_diversity_target(self.data, seed=config.seed, pool=config.diversity_pool) / noise_distance
         log.info("diversity target %.4f (real images sharing a caption differ by %.4f per pixel)", target, target * noise_distance)
         return target
 
@@ -373,7 +373,7 @@ class Trainer:
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
                 reconstruction_best_of_two=config.reconstruction_best_of >= 2,
                 diversity_weight=config.diversity_weight if self.step >= config.diversity_start_step else 0.0,
-                diversity_target=self.diversity_target,
+                diversity_target=self.diversity_target, diversity_pool=config.diversity_pool,
                 latent_kl_weight=config.latent_kl_weight,
                 class_weight=config.class_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
