@@ -105,6 +105,37 @@ def test_pooled_reconstruction_ignores_shifts_within_a_cell():
     assert reconstruction_loss(shifted, real, pool=4) == 0
 
 
+def test_shifted_reconstruction_forgives_moves_up_to_the_shift_and_no_further():
+    real = torch.zeros(1, 3, 16, 16)
+    real[..., 6:10, 6:10] = 1.0  # a square in the middle
+    moved_two = torch.roll(real, shifts=(2, -1), dims=(2, 3))
+    moved_four = torch.roll(real, shifts=(4, 0), dims=(2, 3))
+    assert reconstruction_loss(moved_two, real) > 0
+    assert reconstruction_loss(moved_two, real, shift=2) == 0
+    assert reconstruction_loss(moved_two, real, shift=1) > 0
+    assert reconstruction_loss(moved_four, real, shift=2) > 0
+    blurred = torch.full_like(real, real.mean().item())  # a changed outline is never forgiven
+    assert reconstruction_loss(blurred, real, shift=2) > 0
+
+
+def test_shifted_images_cover_every_offset_once():
+    from limner.training.losses import shifted
+
+    images = torch.arange(25.0).view(1, 1, 5, 5)
+    moves = shifted(images, 1)
+    assert len(moves) == 9 and all(m.shape == images.shape for m in moves)
+    assert torch.equal(moves[4], images)  # (0, 0) is the middle one
+    assert moves[0][0, 0, 1, 1] == images[0, 0, 0, 0]  # moved down and right by one
+
+
+def test_reconstruction_shift_beyond_an_eighth_of_the_resolution_is_refused():
+    from limner.errors import ConfigError
+    from limner.training.gan_config import GANTrainConfig
+
+    with pytest.raises(ConfigError, match="reconstruction_shift"):
+        GANTrainConfig(resolution=32, reconstruction_shift=5)
+
+
 def test_best_of_reconstruction_pulls_only_the_nearer_sample():
     from limner.training.losses import best_of_reconstruction_loss
 

@@ -62,6 +62,32 @@ def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_wei
         tiny_generator_config(upsample="cubic")
 
 
+def test_warp_moves_and_scales_the_whole_image_and_starts_as_the_identity(tmp_path):
+    from limner.models.gan import warped
+
+    square = -torch.ones(1, 1, 16, 16)
+    square[..., 6:10, 6:10] = 1.0
+    still = warped(square, torch.zeros(1, 3), 0.125)
+    assert torch.allclose(still, square, atol=1e-5)
+    right = warped(square, torch.tensor([[1.0, 0.0, 0.0]]), 0.125)  # an eighth of 16 px: 2 px right
+    assert torch.allclose(right, torch.roll(square, 2, dims=3), atol=1e-5)
+    grown = warped(square, torch.tensor([[0.0, 0.0, 1.0]]), 0.125)  # exp(0.25): 1.28x as wide
+    assert (grown > 0).sum() > (square > 0).sum()
+    warping = Generator(tiny_generator_config(noise_warp=0.06))
+    plain = Generator(tiny_generator_config())
+    plain.load_state_dict({k: v for k, v in warping.state_dict().items() if not k.startswith("warp.")})
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    assert torch.allclose(warping.eval()(noise, sentence), plain.eval()(noise, sentence), atol=1e-5)  # zero head
+    torch.nn.init.normal_(warping.warp.weight)
+    warping.save_pretrained(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g")
+    assert loaded.config.noise_warp == 0.06
+    assert torch.equal(loaded(noise, sentence), warping(noise, sentence))
+    assert not torch.allclose(loaded(noise, sentence), plain(noise, sentence), atol=1e-3)
+    with pytest.raises(ConfigError, match="noise_warp must be 0"):
+        tiny_generator_config(noise_warp=0.5)
+
+
 def test_loading_the_wrong_thing_is_a_clear_error(tmp_path):
     Discriminator(tiny_discriminator_config()).save_pretrained(tmp_path / "d")
     with pytest.raises(ModelLoadError, match="holds a Discriminator, not a Generator"):

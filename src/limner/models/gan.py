@@ -72,9 +72,16 @@ class GeneratorConfig:
     # how each up-block doubles its grid: "nearest" copies every pixel into a 2x2 block, which the
     # convs must smooth away; "bilinear" interpolates, so no block seams are left for a fine plaid
     upsample: str = "nearest"
+    # > 0: a head on [noise; sentence] moves the finished image by up to this fraction of its side in
+    # each direction and scales it by up to exp(+-2 x this), zero at the start. A convolutional
+    # generator finds it hard to place an object anywhere but one spot; the warp moves and resizes it
+    # whole, so the noise can vary place and size without redrawing (and blurring) the outline
+    noise_warp: float = 0.0
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
+        if not 0.0 <= self.noise_warp <= 0.25:
+            raise ConfigError(f"noise_warp must be 0 (off) to 0.25 of the image side, got {self.noise_warp}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
@@ -172,6 +179,10 @@ class Generator(PretrainedModel):
             for c_in, c_out in zip(channels, channels[1:])
         )
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        if config.noise_warp > 0:
+            self.warp = nn.Linear(condition_dim, 3)  # (shift x, shift y, log scale), before the bounds
+            nn.init.zeros_(self.warp.weight)
+            nn.init.zeros_(self.warp.bias)
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
@@ -181,7 +192,22 @@ class Generator(PretrainedModel):
         x = x.view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
         for block in self.blocks:
             x = block(x, condition)
-        return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
+        images = torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
+        if self.config.noise_warp > 0:
+            images = warped(images, torch.tanh(self.warp(condition)), self.config.noise_warp)
+        return images
+
+
+def warped(images: torch.Tensor, moves: torch.Tensor, bound: float) -> torch.Tensor:
+    """images (B, C, H, W) moved by moves[:, :2] x bound of the side and scaled by exp(2 bound moves[:, 2]);
+    moves (B, 3) in [-1, 1]. The edge pixels fill what the move uncovers (the background, for a centred object)."""
+    shift = moves[:, :2] * (2.0 * bound)  # grid units: the image spans -1..1
+    inverse_scale = torch.exp(-2.0 * bound * moves[:, 2])
+    zero = torch.zeros_like(inverse_scale)
+    theta = torch.stack([torch.stack([inverse_scale, zero, -shift[:, 0] * inverse_scale], 1),
+                         torch.stack([zero, inverse_scale, -shift[:, 1] * inverse_scale], 1)], 1)  # (B, 2, 3): output -> input
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def coded_noise(noise: torch.Tensor, codes: int) -> torch.Tensor:

@@ -46,6 +46,9 @@ class GANTrainConfig(GeneratorTrainConfig):
     image_contrastive_weight: float = 0.0  # generated vs real images of the same caption (needs contrastive_weight > 0)
     reconstruction_weight: float = 0.0    # L1 between each generated image and the real image of its caption
     reconstruction_pool: int = 1          # the reconstruction term compares pool x pool cell means (1: pixels)
+    # the reconstruction term forgives a move of up to this many pixels (the nearest placement of the
+    # real image counts): outlines stay sharp while the place may vary within the data's jitter
+    reconstruction_shift: int = 0
     # K >= 2: K samples per caption, only the nearest is pulled (best-of-many). Beyond 2 the first
     # sample stays the plain draw the discriminator judges, and the nearest of K - 1 further draws is
     # found without gradients, then drawn again with them (IMLE's search): each real look of a caption
@@ -173,6 +176,9 @@ class GANTrainConfig(GeneratorTrainConfig):
 
     def _check_reconstruction(self) -> None:
         """The reconstruction term and the ways of choosing which sample it pulls."""
+        if not 0 <= self.reconstruction_shift <= self.resolution // 8:
+            raise ConfigError(f"reconstruction_shift must be 0 (off) to an eighth of the resolution ({self.resolution // 8}), "
+                              f"got {self.reconstruction_shift}")
         if self.reconstruction_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.reconstruction_weight} and {self.reconstruction_pool}")

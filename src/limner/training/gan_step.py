@@ -73,6 +73,7 @@ def gan_train_step(
     image_contrastive_weight: float = 0.0,
     reconstruction_weight: float = 0.0,
     reconstruction_pool: int = 1,
+    reconstruction_shift: int = 0,
     reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
@@ -122,7 +123,7 @@ def gan_train_step(
     second, pair_noise, kl_term = second_samples(models, batch, condition, stats, pool=reconstruction_pool, latent_kl_weight=latent_kl_weight,
                                                  wanted=diversity_weight > 0 or reconstruction_best_of_two)
     g_total = g_total + kl_term + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
-                                    reconstruction_pool=reconstruction_pool,
+                                    reconstruction_pool=reconstruction_pool, reconstruction_shift=reconstruction_shift,
                                     reconstruction_of="best_of_two" if reconstruction_best_of_two else
                                     "second" if models.latent_encoder is not None else "first",
                                     diversity_weight=diversity_weight, diversity_target=diversity_target, diversity_pool=diversity_pool)
@@ -289,7 +290,7 @@ def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,
                 stats: dict, *, reconstruction_weight: float, reconstruction_pool: int, reconstruction_of: str,
-                diversity_weight: float, diversity_target: float, diversity_pool: int = 1) -> torch.Tensor:
+                diversity_weight: float, diversity_target: float, diversity_pool: int = 1, reconstruction_shift: int = 0) -> torch.Tensor:
     """The generator's reconstruction and diversity terms, weighted and summed (figures into `stats`);
     `second`: the images of pair_noise for the first captions, or None. reconstruction_of: which
     samples are pulled towards the real images: "first" (`fake`), "second", or "best_of_two" (the nearer)."""
@@ -298,9 +299,10 @@ def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.T
         if reconstruction_of != "first" and (second is None or second.shape[0] != fake.shape[0]):
             raise ValueError(f"reconstruction of {reconstruction_of!r} needs a second noise for every caption (pair noise of the batch's size)")
         if reconstruction_of == "best_of_two":
-            reconstruction = best_of_reconstruction_loss([fake, second], images, pool=reconstruction_pool)
+            reconstruction = best_of_reconstruction_loss([fake, second], images, pool=reconstruction_pool, shift=reconstruction_shift)
         else:
-            reconstruction = reconstruction_loss(second if reconstruction_of == "second" else fake, images, pool=reconstruction_pool)
+            reconstruction = reconstruction_loss(second if reconstruction_of == "second" else fake, images, pool=reconstruction_pool,
+                                                 shift=reconstruction_shift)
         total = total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
     if diversity_weight > 0 and second is not None:

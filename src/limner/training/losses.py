@@ -19,33 +19,48 @@ def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
     """Mean absolute pixel error between generated images and the real images of their captions.
 
     pix2pix's L1 term: a dense, supervised signal that teaches layout, colour and
     size in a few hundred steps, where the adversarial terms alone take thousands;
     they still decide the fine detail that a per-pixel mean would blur. With `pool` > 1
     both sides are first averaged over pool x pool cells: the term then teaches the
-    coarse layout only and no longer pulls every sample onto one pixel-exact mean.
+    coarse layout only and no longer pulls every sample onto one pixel-exact mean. With `shift`
+    > 0 each image is compared with the real one moved by up to `shift` pixels either way, and
+    the nearest placement counts: the outline is still taught sharply while the place is free
+    within the data's jitter.
     """
-    return reconstruction_errors(fake, real, pool=pool).mean()
+    return reconstruction_errors(fake, real, pool=pool, shift=shift).mean()
 
 
-def best_of_reconstruction_loss(fakes: list[torch.Tensor], real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
+def best_of_reconstruction_loss(fakes: list[torch.Tensor], real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
     """reconstruction_loss of the closest of several samples drawn for each caption (from
     different noises): the best-of-many loss (Bhattacharyya et al. 2018). Only the sample nearest
     the real image is pulled towards it, so the samples of a caption whose real images differ
     (an emoji name drawn in six styles) may each settle on a different one instead of all on
     their blurred mean. fakes: list of (B, 3, H, W); real (B, 3, H, W)."""
-    errors = torch.stack([reconstruction_errors(fake, real, pool=pool) for fake in fakes])  # (K, B)
+    errors = torch.stack([reconstruction_errors(fake, real, pool=pool, shift=shift) for fake in fakes])  # (K, B)
     return errors.min(0).values.mean()
 
 
-def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
-    """Per-image mean absolute error (B,), on pool x pool cell means when pool > 1."""
+def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
+    """Per-image mean absolute error (B,), on pool x pool cell means when pool > 1; with shift > 0
+    the least error over the real image moved by -shift..shift pixels in each direction (its edge
+    pixels repeated into the uncovered border)."""
+    if shift > 0:
+        return torch.stack([reconstruction_errors(fake, moved, pool=pool) for moved in shifted(real, shift)]).min(0).values
     if pool > 1:
         fake, real = F.avg_pool2d(fake, pool), F.avg_pool2d(real, pool)
     return (fake - real).abs().flatten(1).mean(1)
+
+
+def shifted(images: torch.Tensor, shift: int) -> list[torch.Tensor]:
+    """images (B, C, H, W) moved by every (dy, dx) in -shift..shift, edges repeated: (2 shift + 1)^2 tensors."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
+    return [padded[..., shift + dy:shift + dy + height, shift + dx:shift + dx + width]
+            for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
 
 
 def diversity_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,
