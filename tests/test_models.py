@@ -62,7 +62,7 @@ def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_wei
         tiny_generator_config(upsample="cubic")
 
 
-def test_warp_moves_and_scales_the_whole_image_and_starts_as_the_identity(tmp_path):
+def test_warp_moves_and_scales_the_whole_image_and_starts_reading_the_noise_only(tmp_path):
     from limner.models.gan import warped
 
     square = -torch.ones(1, 1, 16, 16)
@@ -74,10 +74,13 @@ def test_warp_moves_and_scales_the_whole_image_and_starts_as_the_identity(tmp_pa
     grown = warped(square, torch.tensor([[0.0, 0.0, 1.0]]), 0.125)  # exp(0.25): 1.28x as wide
     assert (grown > 0).sum() > (square > 0).sum()
     warping = Generator(tiny_generator_config(noise_warp=0.06))
+    assert warping.warp.weight[:, :8].abs().sum() > 0 and warping.warp.weight[:, 8:].abs().sum() == 0  # the noise's columns only
     plain = Generator(tiny_generator_config())
     plain.load_state_dict({k: v for k, v in warping.state_dict().items() if not k.startswith("warp.")})
     noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
-    assert torch.allclose(warping.eval()(noise, sentence), plain.eval()(noise, sentence), atol=1e-5)  # zero head
+    with torch.no_grad():
+        warping.warp.weight.zero_()
+    assert torch.allclose(warping.eval()(noise, sentence), plain.eval()(noise, sentence), atol=1e-5)  # a zero head moves nothing
     torch.nn.init.normal_(warping.warp.weight)
     warping.save_pretrained(tmp_path / "g")
     loaded = Generator.from_pretrained(tmp_path / "g")

@@ -73,9 +73,10 @@ class GeneratorConfig:
     # convs must smooth away; "bilinear" interpolates, so no block seams are left for a fine plaid
     upsample: str = "nearest"
     # > 0: a head on [noise; sentence] moves the finished image by up to this fraction of its side in
-    # each direction and scales it by up to exp(+-2 x this), zero at the start. A convolutional
-    # generator finds it hard to place an object anywhere but one spot; the warp moves and resizes it
-    # whole, so the noise can vary place and size without redrawing (and blurring) the outline
+    # each direction and scales it by up to exp(+-2 x this). A convolutional generator finds it hard
+    # to place an object anywhere but one spot; the warp moves and resizes it whole, so the noise can
+    # vary place and size without redrawing (and blurring) the outline. It starts reading the noise
+    # only (moves of spread about 0.5 of the bound), so the samples vary from the first step
     noise_warp: float = 0.0
 
     def __post_init__(self) -> None:
@@ -181,8 +182,10 @@ class Generator(PretrainedModel):
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
         if config.noise_warp > 0:
             self.warp = nn.Linear(condition_dim, 3)  # (shift x, shift y, log scale), before the bounds
-            nn.init.zeros_(self.warp.weight)
-            nn.init.zeros_(self.warp.bias)
+            with torch.no_grad():
+                self.warp.weight.zero_()
+                self.warp.weight[:, :config.noise_dim].normal_(0.0, 0.6 / config.noise_dim ** 0.5)
+                self.warp.bias.zero_()
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
