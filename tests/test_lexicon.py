@@ -10,7 +10,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, load_text_encoder
-from limner.text.lexicon import WordNet, other_names, rewrite
+from limner.text.lexicon import WordNet, other_names, rewrite, without_modifiers
 from limner.text.prompts import NO_KNOWN_WORDS, vocabulary_of
 from limner.training import build_train_config
 from limner.training.data import find_lexicon
@@ -84,6 +84,32 @@ def test_rewrite_takes_the_longest_name_and_plurals_and_keeps_the_rest():
     assert text == "Two large: a red circle, dark!"
     assert replaced == [("Giants", "large"), ("DARK RED", "red"), ("disk", "circle")]
     assert rewrite("a red circle", table) == ("a red circle", [])
+
+
+def test_a_new_word_right_before_a_known_word_is_dropped_as_its_modifier():
+    weights = {"a": 0.0, "the": 0.0, "in": 0.0, "red": 1.1, "circle": 1.1, "top": 0.7, "left": 0.7, "large": 0.7}
+    weight = weights.get  # None: a new word
+    assert without_modifiers("a Tomato red circle in the top left", weight) == ("a red circle in the top left", ["tomato"])
+    assert without_modifiers("a deep tomato red circle", weight) == ("a red circle", ["tomato", "deep"])  # a run, from the last
+    assert without_modifiers("a pretty large circle", weight)[0] == "a large circle"
+    # apart from it, before a weightless word, or at the end: kept
+    for kept in ("a red orb, top left", "a red orb in the top left", "a red circle, bright", "tomato-red circle"):
+        assert without_modifiers(kept, weight) == (kept, [])
+
+
+def test_the_anchored_encoder_drops_modifiers_only_when_asked():
+    captions = [c.caption for c in shapes.train_compositions()]
+    plain = AnchoredWordEncoder.from_captions(captions)
+    encoder = AnchoredWordEncoder.from_captions(captions, modifiers=True)
+    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
+    assert encoder.reading("a small tomato red circle in the top left") == "a small red circle in the top left"
+    assert plain.reading("a small tomato red circle in the top left") == "a small tomato red circle in the top left"
+    pair = encoder.encode(["a small tomato red circle in the center", "a small red circle in the center"]).sentence
+    assert torch.allclose(pair[0], pair[1], atol=1e-6)
+    assert load_text_encoder(encoder.config()).modifiers and "modifiers" not in plain.config()
+    with pytest.raises(ConfigError, match="text_anchor_modifiers needs text_pooling"):
+        build_train_config("shapes", {"text_pooling": "mean", "text_anchor_filler": False, "text_anchor_lexicon": None,
+                                      "text_anchor_modifiers": True})
 
 
 def test_a_folder_that_is_not_wordnet_is_named(tmp_path, monkeypatch):

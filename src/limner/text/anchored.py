@@ -17,7 +17,8 @@ L2-normalised.
 
 With a lexicon (`lexicon`: {other name: known word}, limner.text.lexicon, from WordNet), a
 prompt's other names for known words are first read as those words ("a maroon orb" -> "a red
-orb"): for names the language model's word table places far from what they mean.
+orb"): for names the language model's word table places far from what they mean. With
+`modifiers`, a new word written right before a known one is dropped ("tomato red" -> "red").
 
 So a caption reworded with synonyms and a new word order lands where the training
 caption it means does, and a new composition of known words is read exactly. The
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from limner.errors import ConfigError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.filler import filler_tokens
-from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, other_names, rewrite
+from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, other_names, rewrite, without_modifiers
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
 DEFAULT_TEMPERATURE = 0.02
@@ -101,7 +102,7 @@ class AnchoredWordEncoder(TextEncoder):
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, vocabulary: dict[str, float],
                  temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN, max_length: int = 64,
                  context_layer: int | None = None, context_anchors: str | None = None, floor: float = DEFAULT_FLOOR,
-                 lexicon: dict[str, str] | None = None) -> None:
+                 lexicon: dict[str, str] | None = None, modifiers: bool = False) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if temperature <= 0:
@@ -135,17 +136,19 @@ class AnchoredWordEncoder(TextEncoder):
         self.model = model if context_layer is not None else None  # only reading in context needs the layers
         self.context_anchors = None if context_anchors is None else decode_anchors(context_anchors, self.anchors.shape)
         self.lexicon = check_lexicon(lexicon or {}, self.vocabulary)
+        self.modifiers = bool(modifiers)
 
     @classmethod
     def from_captions(cls, captions: Iterable[str], name_or_path: str = DEFAULT_TEXT_ENCODER, *,
                       temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
                       context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
                       filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
-                      lexicon_senses: int = DEFAULT_SENSES) -> "AnchoredWordEncoder":
+                      lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
-        other names for the known words (limner.text.lexicon.other_names) are read as those words."""
+        other names for the known words (limner.text.lexicon.other_names) are read as those words.
+        modifiers: a new word written right before a known word is dropped (lexicon.without_modifiers)."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -162,7 +165,7 @@ class AnchoredWordEncoder(TextEncoder):
             table = {name: word for name, word in other_names(lexicon, targets, depth=lexicon_depth, senses=lexicon_senses).items()
                      if name not in vocabulary}
         encoder = cls(name_or_path, vocabulary=vocabulary, temperature=temperature, margin=margin,
-                      context_layer=context_layer, floor=floor, lexicon=table)
+                      context_layer=context_layer, floor=floor, lexicon=table, modifiers=modifiers)
         if context_layer is not None:
             encoder.context_anchors = encoder.mean_states(captions)
         return encoder
@@ -193,8 +196,17 @@ class AnchoredWordEncoder(TextEncoder):
         return sums / counts[:, None]
 
     def reading(self, caption: str) -> str:
-        """The caption as the encoder reads it: with the lexicon's names replaced by their known words."""
-        return rewrite(caption, self.lexicon)[0] if self.lexicon else caption
+        """The caption as the encoder reads it: with the lexicon's names replaced by their known words
+        and, with modifiers on, without the new words that qualify a known one."""
+        caption = rewrite(caption, self.lexicon)[0] if self.lexicon else caption
+        return without_modifiers(caption, self.word_weight)[0] if self.modifiers else caption
+
+    def word_weight(self, word: str) -> float | None:
+        """A word's weight in the vocabulary (its tokens' largest), or None when a token of it is new."""
+        tokens = self.tokenizer.tokenize(word)
+        if not tokens or any(token not in self.vocabulary for token in tokens):
+            return None
+        return max(self.vocabulary[token] for token in tokens)
 
     def _encode(self, captions: list[str]) -> TextEmbeddings:
         captions = [self.reading(caption) for caption in captions]
@@ -230,6 +242,8 @@ class AnchoredWordEncoder(TextEncoder):
             config["context_anchors"] = encode_anchors(self.context_anchors)
         if self.lexicon:
             config["lexicon"] = self.lexicon
+        if self.modifiers:
+            config["modifiers"] = True
         return config
 
 

@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from limner.errors import ConfigError
 from limner.text.filler import PROMPT_FILLER
@@ -211,6 +211,30 @@ def rewrite(prompt: str, table: dict[str, str], *, longest: int = 3) -> tuple[st
         else:
             i += 1
     return "".join(pieces) + prompt[at:], replaced
+
+
+def without_modifiers(prompt: str, weight: Callable[[str], float | None]) -> tuple[str, list[str]]:
+    """The prompt without each new word written right before a known word that says something
+    ("tomato red" -> "red", "midnight blue" -> "blue", "pretty big" -> "big"), and the words
+    dropped. weight(word): the known word's weight (0 for "a", "the" and the filler), None for a
+    word the model never saw. Such a word qualifies the known one, and read on its own it pulls
+    the prompt towards whatever known word the language model places nearest it ("tomato" is no
+    colour of the six). A run of them goes word by word from the last. These stay: a hyphened
+    word ("tomato-red", which may hold the known word), words apart (a comma between) and words
+    before a weightless word. The dropped words are returned in lower case."""
+    lower = prompt.lower()
+    matches = list(WORD.finditer(lower))
+    dropped = [(first, after) for first, after in zip(matches, matches[1:])
+               if "-" not in first.group() and weight(first.group()) is None and (weight(after.group()) or 0) > 0
+               and lower[first.end():after.start()].isspace()]
+    if not dropped:
+        return prompt, []
+    pieces, at = [], 0
+    for first, after in dropped:
+        pieces.append(prompt[at:first.start()])
+        at = after.start()  # the space after it goes too
+    shorter, more = without_modifiers("".join(pieces) + prompt[at:], weight)  # "deep tomato red": tomato, then deep
+    return shorter, [first.group() for first, _ in dropped] + more
 
 
 def lookup(table: dict[str, str], phrase: str) -> str | None:

@@ -53,6 +53,8 @@ class TrainConfig:
     # WordNet (limner.text.lexicon): "wordnet" looks in the usual places and trains without it, with a
     # warning, where it is not installed; a folder must hold WordNet's database files. None: off
     text_anchor_lexicon: str | None = None
+    # "anchored": a new word written right before a known word qualifies it and is dropped ("tomato red" -> "red")
+    text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
     # matched to the known words in its sentence (None: by its input embedding alone)
     text_hidden_layer: int | None = None
@@ -89,6 +91,8 @@ class TrainConfig:
             raise ConfigError(f"text_anchor_floor must be 0 (off) or a cosine similarity under 1, got {self.text_anchor_floor}")
         if self.text_anchor_filler and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_filler needs text_pooling \"anchored\", got {self.text_pooling!r}")
+        if self.text_anchor_modifiers and self.text_pooling != ANCHORED:
+            raise ConfigError(f"text_anchor_modifiers needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_lexicon is not None and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_lexicon needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
