@@ -92,8 +92,9 @@ def test_a_new_word_right_before_a_known_word_is_dropped_as_its_modifier():
     assert without_modifiers("a Tomato red circle in the top left", weight) == ("a red circle in the top left", ["tomato"])
     assert without_modifiers("a deep tomato red circle", weight) == ("a red circle", ["tomato", "deep"])  # a run, from the last
     assert without_modifiers("a pretty large circle", weight)[0] == "a large circle"
-    # apart from it, before a weightless word, or at the end: kept
-    for kept in ("a red orb, top left", "a red orb in the top left", "a red circle, bright", "tomato-red circle"):
+    # its own attribute (before one known word: "plum", "upper"), apart, before a weightless word, hyphened: kept
+    for kept in ("a plum circle in the top left", "a red circle, upper left", "a red orb, top left", "a red orb in the top left",
+                 "a tomato red, then a circle", "tomato-red circle"):
         assert without_modifiers(kept, weight) == (kept, [])
 
 

@@ -215,8 +215,9 @@ def rewrite(prompt: str, table: dict[str, str], *, longest: int = 3) -> tuple[st
 
 def without_modifiers(prompt: str, weight: Callable[[str], float | None]) -> tuple[str, list[str]]:
     """The prompt without each new word written right before a known word that says something
-    ("tomato red" -> "red", "midnight blue" -> "blue", "pretty big" -> "big"), and the words
-    dropped. weight(word): the known word's weight (0 for "a", "the" and the filler), None for a
+    and itself qualifies the known word after it ("tomato red circle" -> "red circle", "pretty
+    big square" -> "big square"), and the words dropped. A new word before a single known word
+    is its own attribute ("a plum circle", "upper left") and stays. weight(word): the known word's weight (0 for "a", "the" and the filler), None for a
     word the model never saw. Such a word qualifies the known one, and read on its own it pulls
     the prompt towards whatever known word the language model places nearest it ("tomato" is no
     colour of the six). A run of them goes word by word from the last. These stay: a hyphened
@@ -224,9 +225,10 @@ def without_modifiers(prompt: str, weight: Callable[[str], float | None]) -> tup
     before a weightless word. The dropped words are returned in lower case."""
     lower = prompt.lower()
     matches = list(WORD.finditer(lower))
-    dropped = [(first, after) for first, after in zip(matches, matches[1:])
-               if "-" not in first.group() and weight(first.group()) is None and (weight(after.group()) or 0) > 0
-               and lower[first.end():after.start()].isspace()]
+    says = lambda match: (weight(match.group()) or 0) > 0  # noqa: E731
+    dropped = [(first, after) for first, after, then in zip(matches, matches[1:], matches[2:])
+               if "-" not in first.group() and weight(first.group()) is None and says(after) and says(then)
+               and lower[first.end():after.start()].isspace() and lower[after.end():then.start()].isspace()]
     if not dropped:
         return prompt, []
     pieces, at = [], 0
