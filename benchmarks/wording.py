@@ -86,8 +86,8 @@ def evaluate_wording(pipe: TextToImagePipeline, names: tuple[str, ...], *, image
 
 
 GRID_LAYERS = (None, 1, 2, 3, 4, 5)
-OWN = "own"  # a lexicon setting: the model's own table, as saved
 GRID_MARGINS = (0.15, 0.05, 0.0)
+OWN = "own"  # a lexicon setting: the model's own table, as saved
 
 
 def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int,

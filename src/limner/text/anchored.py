@@ -18,7 +18,8 @@ L2-normalised.
 With a lexicon (`lexicon`: {other name: known word}, limner.text.lexicon, from WordNet), a
 prompt's other names for known words are first read as those words ("a maroon orb" -> "a red
 orb"): for names the language model's word table places far from what they mean. With
-`modifiers`, a new word written right before a known one is dropped ("tomato red" -> "red").
+`modifiers`, a new word written right before a known one that qualifies a third is dropped
+("a tomato red circle" -> "a red circle").
 
 So a caption reworded with synonyms and a new word order lands where the training
 caption it means does, and a new composition of known words is read exactly. The
@@ -148,7 +149,7 @@ class AnchoredWordEncoder(TextEncoder):
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
         other names for the known words (limner.text.lexicon.other_names) are read as those words.
-        modifiers: a new word written right before a known word is dropped (lexicon.without_modifiers)."""
+        modifiers: a new word that qualifies a known word is dropped (lexicon.without_modifiers)."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))

@@ -216,13 +216,13 @@ def rewrite(prompt: str, table: dict[str, str], *, longest: int = 3) -> tuple[st
 def without_modifiers(prompt: str, weight: Callable[[str], float | None]) -> tuple[str, list[str]]:
     """The prompt without each new word written right before a known word that says something
     and itself qualifies the known word after it ("tomato red circle" -> "red circle", "pretty
-    big square" -> "big square"), and the words dropped. A new word before a single known word
-    is its own attribute ("a plum circle", "upper left") and stays. weight(word): the known word's weight (0 for "a", "the" and the filler), None for a
-    word the model never saw. Such a word qualifies the known one, and read on its own it pulls
-    the prompt towards whatever known word the language model places nearest it ("tomato" is no
-    colour of the six). A run of them goes word by word from the last. These stay: a hyphened
-    word ("tomato-red", which may hold the known word), words apart (a comma between) and words
-    before a weightless word. The dropped words are returned in lower case."""
+    big square" -> "big square"), and the dropped words (lower case). Such a word qualifies the
+    known one; read on its own it pulls the prompt towards whatever known word the language
+    model places nearest it ("tomato" is no colour of the six). A run of them goes word by word
+    from the last. These stay: a new word before a single known word, which is its own attribute
+    ("a plum circle", "upper left"); a hyphened word ("tomato-red", which may hold the known
+    word); words apart (a comma between). weight(word): the known word's weight (0 for "a",
+    "the" and the filler), None for a word the model never saw."""
     lower = prompt.lower()
     matches = list(WORD.finditer(lower))
     says = lambda match: (weight(match.group()) or 0) > 0  # noqa: E731

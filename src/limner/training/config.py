@@ -53,7 +53,7 @@ class TrainConfig:
     # WordNet (limner.text.lexicon): "wordnet" looks in the usual places and trains without it, with a
     # warning, where it is not installed; a folder must hold WordNet's database files. None: off
     text_anchor_lexicon: str | None = None
-    # "anchored": a new word written right before a known word qualifies it and is dropped ("tomato red" -> "red")
+    # "anchored": a new word right before a known word that qualifies a third is dropped ("a tomato red circle" -> "a red circle")
     text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
     # matched to the known words in its sentence (None: by its input embedding alone)
