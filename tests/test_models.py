@@ -91,6 +91,45 @@ def test_warp_moves_and_scales_the_whole_image_and_starts_reading_the_noise_only
         tiny_generator_config(noise_warp=0.5)
 
 
+def test_a_feature_warp_moves_what_the_last_block_reads_and_is_checked(tmp_path):
+    import limner.models.gan as gan
+
+    warping = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_depth=1))
+    seen = []
+    original = gan.warped
+    gan.warped = lambda x, moves, bound: seen.append(x.shape) or original(x, moves, bound)
+    try:
+        images = warping.eval()(torch.randn(2, 8), torch.randn(2, 12))
+    finally:
+        gan.warped = original
+    last_input = warping.blocks[-1].conv1.in_channels
+    assert seen == [torch.Size([2, last_input, 16, 16])] and images.shape[-1] == 32  # features at half size, once
+    plain = Generator(tiny_generator_config(noise_warp=0.06))
+    plain.load_state_dict(warping.state_dict())
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    assert not torch.allclose(plain.eval()(noise, sentence), warping(noise, sentence), atol=1e-4)
+    warping.save_pretrained(tmp_path / "g")
+    assert Generator.from_pretrained(tmp_path / "g").config.noise_warp_depth == 1
+    with pytest.raises(ConfigError, match="noise_warp_depth must be 0 to 3 up-blocks at resolution 32, got 4"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_depth=4)
+
+
+def test_private_warp_noise_reaches_the_warp_head_only():
+    warping = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_private=2)).eval()
+    assert warping.warp.weight[:, :6].abs().sum() == 0 and warping.warp.weight[:, 6:8].abs().sum() > 0
+    noise, sentence = torch.randn(1, 8), torch.randn(1, 12)
+    other = noise.clone()
+    other[:, 6:] = torch.tensor([2.0, -2.0])
+    assert not torch.allclose(warping(noise, sentence), warping(other, sentence), atol=1e-4)  # the private entries move it
+    with torch.no_grad():
+        warping.warp.weight.zero_()
+    assert torch.allclose(warping(noise, sentence), warping(other, sentence))  # and reach nothing else
+    with pytest.raises(ConfigError, match="noise_warp_private needs noise_warp on"):
+        tiny_generator_config(noise_warp_private=2)
+    with pytest.raises(ConfigError, match=r"1 to 7\), got 8"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_private=8)
+
+
 def test_loading_the_wrong_thing_is_a_clear_error(tmp_path):
     Discriminator(tiny_discriminator_config()).save_pretrained(tmp_path / "d")
     with pytest.raises(ModelLoadError, match="holds a Discriminator, not a Generator"):

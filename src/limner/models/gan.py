@@ -78,11 +78,24 @@ class GeneratorConfig:
     # vary place and size without redrawing (and blurring) the outline. It starts reading the noise
     # only (moves of spread about 0.5 of the bound), so the samples vary from the first step
     noise_warp: float = 0.0
+    # how many up-blocks draw after the warp: 0 moves the finished image (bilinear resampling softens
+    # a small object's corners); 1 moves the features before the last block, which then draws the
+    # edges afresh at full resolution
+    noise_warp_depth: int = 0
+    # > 0: the last this-many noise entries reach the warp head only. The rest of the generator sees
+    # the noise too and can learn to draw each object pre-moved against the warp, cancelling it (the
+    # samples then sit still again); noise it cannot see, it cannot cancel
+    noise_warp_private: int = 0
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
         if not 0.0 <= self.noise_warp <= 0.25:
             raise ConfigError(f"noise_warp must be 0 (off) to 0.25 of the image side, got {self.noise_warp}")
+        if self.noise_warp_private and not (self.noise_warp > 0 and 0 < self.noise_warp_private <= self.noise_dim - max(self.noise_codes, 1)):
+            raise ConfigError(f"noise_warp_private needs noise_warp on and must leave the generator some noise "
+                              f"(1 to {self.noise_dim - max(self.noise_codes, 1)}), got {self.noise_warp_private}")
+        if not 0 <= self.noise_warp_depth <= blocks:
+            raise ConfigError(f"noise_warp_depth must be 0 to {blocks} up-blocks at resolution {self.resolution}, got {self.noise_warp_depth}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
@@ -182,23 +195,37 @@ class Generator(PretrainedModel):
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
         if config.noise_warp > 0:
             self.warp = nn.Linear(condition_dim, 3)  # (shift x, shift y, log scale), before the bounds
+            reads = config.noise_warp_private or config.noise_dim  # the noise columns it starts reading
             with torch.no_grad():
                 self.warp.weight.zero_()
-                self.warp.weight[:, :config.noise_dim].normal_(0.0, 0.6 / config.noise_dim ** 0.5)
+                self.warp.weight[:, config.noise_dim - reads:config.noise_dim].normal_(0.0, 0.6 / reads ** 0.5)
                 self.warp.bias.zero_()
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
         noise = coded_noise(noise, self.config.noise_codes)
-        condition = torch.cat([noise, self.text_norm(sentence)], dim=1)  # (B, Z + D)
+        text = self.text_norm(sentence)
+        warp_condition = torch.cat([noise, text], dim=1)  # (B, Z + D)
+        noise = hidden_from_body(noise, self.config.noise_warp_private)
+        condition = torch.cat([noise, text], dim=1)
         x = self.stem(condition if self.config.text_in_stem else noise)
         x = x.view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
-        for block in self.blocks:
+        warp_before = len(self.blocks) - self.config.noise_warp_depth if self.config.noise_warp > 0 else None
+        for index, block in enumerate(self.blocks):
+            if index == warp_before:
+                x = warped(x, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
             x = block(x, condition)
         images = torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
-        if self.config.noise_warp > 0:
-            images = warped(images, torch.tanh(self.warp(condition)), self.config.noise_warp)
+        if warp_before == len(self.blocks):
+            images = warped(images, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
         return images
+
+
+def hidden_from_body(noise: torch.Tensor, private: int) -> torch.Tensor:
+    """noise (B, Z) with its last `private` entries zeroed: what the generator's body sees."""
+    if private == 0:
+        return noise
+    return torch.cat([noise[:, :-private], torch.zeros_like(noise[:, -private:])], dim=1)
 
 
 def warped(images: torch.Tensor, moves: torch.Tensor, bound: float) -> torch.Tensor:
