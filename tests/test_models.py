@@ -157,6 +157,18 @@ def test_truncated_noise_has_the_truncated_normal_spread_and_handles_tiny_thresh
     assert tiny.abs().max() <= 1e-300 and truncated_noise((2, 2), truncation=0).abs().max() > 0
 
 
+def test_private_warp_noise_is_drawn_untruncated_and_the_rest_as_before():
+    from limner.models import generator_noise
+
+    plain = truncated_noise((4000, 8), truncation=0.6, generator=torch.Generator().manual_seed(0))
+    warping = generator_noise(tiny_generator_config(noise_warp=0.06, noise_warp_private=2), 4000, truncation=0.6,
+                              generator=torch.Generator().manual_seed(0))
+    assert torch.equal(warping[:, :6], plain[:, :6])  # the body's noise: the same draws
+    assert abs(warping[:, 6:].std().item() - 1.0) < 0.05 and warping[:, 6:].abs().max() > 2.0  # the tail: a full normal
+    assert torch.equal(generator_noise(tiny_generator_config(), 50, truncation=0.6, generator=torch.Generator().manual_seed(0)),
+                       plain[:50])
+
+
 def test_text_standardizer_centres_and_scales_and_travels_with_the_weights(tmp_path):
     torch.manual_seed(0)
     sentences = torch.randn(1, 12) * 5 + torch.randn(40, 12) * 0.1  # a shared part and small offsets

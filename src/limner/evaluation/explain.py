@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from limner.errors import ConfigError
-from limner.models.gan import truncated_noise
+from limner.models.gan import generator_noise
 from limner.pipelines import TextToImagePipeline
 from limner.utils.images import to_pil
 
@@ -146,7 +146,7 @@ def latent_traversal(pipe: TextToImagePipeline, prompt: str, *, dims: Sequence[i
 
 
 def _noise(pipe: TextToImagePipeline, count: int, seed: int) -> torch.Tensor:
-    return truncated_noise((count, pipe.generator.config.noise_dim), truncation=pipe.truncation, generator=torch.Generator().manual_seed(seed))
+    return generator_noise(pipe.generator.config, count, truncation=pipe.truncation, generator=torch.Generator().manual_seed(seed))
 
 
 def heat_overlay(image: torch.Tensor, heat: torch.Tensor, *, scale: float) -> Image.Image:

@@ -27,7 +27,7 @@ from torch import nn
 
 from limner.errors import ConfigError, ModelLoadError
 from limner.export.quantize import quantize_generator
-from limner.models import truncated_noise
+from limner.models import generator_noise
 from limner.pipelines.onnx_backend import EXPORT_REPORT, INT8_GENERATOR, ONNX_FOLDER, load_onnx_parts
 from limner.utils.files import file_sha256
 
@@ -118,7 +118,7 @@ def calibration_inputs(pipe, captions: list[str], *, limit: int = 256, batch: in
     inputs = []
     for start in range(0, len(captions), batch):
         part = captions[start:start + batch]
-        noise = truncated_noise((len(part), pipe.generator.config.noise_dim), truncation=pipe.truncation, generator=rng)
+        noise = generator_noise(pipe.generator.config, len(part), truncation=pipe.truncation, generator=rng)
         inputs.append({"noise": noise.numpy(), "sentence": pipe.text_encoder.encode(part).sentence.float().numpy()})
     return inputs
 

@@ -341,15 +341,30 @@ class Discriminator(PretrainedModel):
         return [head(pooled) for head in self.class_heads]
 
 
-def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def truncated_noise(shape: tuple[int, int], *, truncation: float = 1.0, generator: torch.Generator | None = None,
+                    untruncated_tail: int = 0) -> torch.Tensor:
     """Standard normal noise restricted to [-truncation, truncation] (the truncation trick).
 
     Drawn by the inverse CDF from the matching slice of a uniform, so its time does
     not depend on how small the truncation is (redrawing would never end near 0).
-    truncation <= 0 or >= 10 means no truncation.
+    truncation <= 0 or >= 10 means no truncation. The last `untruncated_tail` columns
+    are drawn unrestricted from the same uniforms (a generator's private warp noise,
+    see generator_noise).
     """
     if not 0 < truncation < 10:
         return torch.randn(shape, generator=generator)
-    low = torch.special.ndtr(torch.tensor(-float(truncation), dtype=torch.float64))
+    low = torch.full((shape[1],), float(torch.special.ndtr(torch.tensor(-float(truncation), dtype=torch.float64))), dtype=torch.float64)
+    bound = torch.full((shape[1],), float(truncation), dtype=torch.float64)
+    if untruncated_tail:
+        low[shape[1] - untruncated_tail:] = 0.0
+        bound[shape[1] - untruncated_tail:] = 6.0  # ndtri(0) is -inf; beyond 6 sigma never matters
     uniform = low + (1 - 2 * low) * torch.rand(shape, generator=generator, dtype=torch.float64)
-    return torch.special.ndtri(uniform).clamp(-truncation, truncation).float()
+    return torch.special.ndtri(uniform).clamp(-bound, bound).float()
+
+
+def generator_noise(config: GeneratorConfig, count: int, *, truncation: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(count, noise_dim) noise to draw from: truncated, except the private warp entries
+    (noise_warp_private), which place and size the object; any place within the warp's
+    bound is a true draw of the data's jitter, so truncating it would only still the samples."""
+    return truncated_noise((count, config.noise_dim), truncation=truncation, generator=generator,
+                           untruncated_tail=getattr(config, "noise_warp_private", 0))

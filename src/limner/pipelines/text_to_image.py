@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from limner.errors import ConfigError, ModelLoadError
-from limner.models import Generator, truncated_noise
+from limner.models import Generator, generator_noise
 from limner.models.gan import spread_codes, with_code
 from limner.pipelines.adapters import LoraLoaderMixin
 from limner.text import TextEncoder, load_text_encoder
@@ -123,8 +123,8 @@ class TextToImagePipeline(LoraLoaderMixin):
             raise ConfigError(f"num_images_per_prompt must be at least 1, got {num_images_per_prompt}")
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         sentence = self.guided(self.text_encoder.encode(prompts).sentence).repeat_interleave(num_images_per_prompt, 0)  # (N, D)
-        noise = truncated_noise(
-            (sentence.shape[0], self.generator.config.noise_dim),
+        noise = generator_noise(
+            self.generator.config, sentence.shape[0],
             truncation=self.truncation if truncation is None else truncation,
             generator=rng,
         )
@@ -190,7 +190,7 @@ class TextToImagePipeline(LoraLoaderMixin):
     def _request_noise(self, request: GenerationRequest) -> torch.Tensor:
         """A request's noise from its own seed: what generate_tensors draws for it alone."""
         rng = torch.Generator().manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
-        noise = truncated_noise((request.num_images, self.generator.config.noise_dim),
+        noise = generator_noise(self.generator.config, request.num_images,
                                 truncation=self.truncation if request.truncation is None else request.truncation, generator=rng)
         return self._named_codes(self._spread(noise, request.num_images, rng), [request.prompt] * request.num_images)
 

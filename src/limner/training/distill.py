@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from limner.errors import ConfigError
-from limner.models import Generator, truncated_noise
+from limner.models import Generator, generator_noise
 
 
 @dataclass
@@ -44,7 +44,7 @@ def distill(student: Generator, teacher: Generator, sentences: torch.Tensor, *, 
     bar = tqdm(total=max_steps, desc=f"distilling (max {max_minutes:g} min)", disable=not progress, dynamic_ncols=True)
     while len(losses) < max_steps and time.perf_counter() - started < budget:
         rows = torch.randint(sentences.shape[0], (batch_size,), generator=rng)
-        noise = truncated_noise((batch_size, student.config.noise_dim), truncation=truncation, generator=rng)
+        noise = generator_noise(student.config, batch_size, truncation=truncation, generator=rng)
         with torch.no_grad():
             target = teacher(noise, sentences[rows])
         loss = F.l1_loss(student(noise, sentences[rows]), target)
