@@ -213,12 +213,14 @@ class Generator(PretrainedModel):
         warp_before = len(self.blocks) - self.config.noise_warp_depth if self.config.noise_warp > 0 else None
         for index, block in enumerate(self.blocks):
             if index == warp_before:
-                x = warped(x, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
+                x = self._moved(x, warp_condition)
             x = block(x, condition)
         images = torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
-        if warp_before == len(self.blocks):
-            images = warped(images, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
-        return images
+        return self._moved(images, warp_condition) if warp_before == len(self.blocks) else images
+
+    def _moved(self, x: torch.Tensor, warp_condition: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) moved and scaled as the warp head reads [noise; sentence]."""
+        return warped(x, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
 
 
 def hidden_from_body(noise: torch.Tensor, private: int) -> torch.Tensor:
