@@ -112,6 +112,8 @@ def test_a_feature_warp_moves_what_the_last_block_reads_and_is_checked(tmp_path)
     assert Generator.from_pretrained(tmp_path / "g").config.noise_warp_depth == 1
     with pytest.raises(ConfigError, match="noise_warp_depth must be 0 to 3 up-blocks at resolution 32, got 4"):
         tiny_generator_config(noise_warp=0.06, noise_warp_depth=4)
+    with pytest.raises(ConfigError, match="noise_warp_depth 1 places a warp that is off"):
+        tiny_generator_config(noise_warp_depth=1)
 
 
 def test_private_warp_noise_reaches_the_warp_head_only():

@@ -6,17 +6,18 @@ import pytest
 import torch
 
 from limner.errors import ConfigError
-from limner.models import Discriminator, Generator, LatentEncoder, LatentEncoderConfig
+from limner.models import Discriminator, Generator, GeneratorConfig, LatentEncoder, LatentEncoderConfig
 from limner.training import Trainer, build_train_config
+from limner.training.gan_config import GANTrainConfig
 from limner.training.checkpoint import list_checkpoints, resolve_checkpoint
 from limner.models.gan import coded_noise, noise_code, with_code
 from limner.training.gan_step import GANBatch, GANModels, GANOptimizers, encoded_pair_noise, gan_train_step, nearest_noise, other_codes
 from tests.conftest import tiny_discriminator_config, tiny_generator_config, tiny_train_overrides
 
 
-def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0, classes=()):
+def _models(seed=0, contrastive_dim=0, latent_dims=0, noise_codes=0, classes=(), **generator_extra):
     torch.manual_seed(seed)
-    generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32, noise_codes=noise_codes))
+    generator = Generator(tiny_generator_config(base_channels=8, condition_hidden=32, noise_codes=noise_codes, **generator_extra))
     discriminator = Discriminator(tiny_discriminator_config(base_channels=8, contrastive_dim=contrastive_dim, classes=classes))
     encoder = LatentEncoder(LatentEncoderConfig(latent_dims=latent_dims, channels=8)) if latent_dims else None
     models = GANModels(generator, discriminator, copy.deepcopy(generator), encoder)
@@ -347,6 +348,41 @@ def test_best_of_two_reconstruction_lets_one_caption_keep_two_looks():
         spreads[best_of_two] = _noise_spread(models.generator, captions[:1])
         assert math.isfinite(losses["reconstruction"])
     assert spreads[True] > 3 * spreads[False], spreads
+
+
+def test_reconstruction_that_follows_the_warp_leaves_the_placement_to_the_warp():
+    """Where the body draws the real image exactly, the plain term still pulls the warp's moves back
+    to none; moving the real image by each sample's own warp makes the target the sample itself,
+    wherever the warp put it: no error and no pull on the warp head."""
+    from limner.training.gan_step import warped_like_samples
+    from limner.training.losses import reconstruction_loss
+
+    models, optimizers = _models(noise_warp=0.125)
+    generator, captions = models.generator.eval(), torch.eye(12)[:4]
+    noise = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    still = copy.deepcopy(generator)
+    with torch.no_grad():
+        still.warp.weight.zero_()
+        body = still(noise, captions)  # what the generator draws before its warp
+    batch = GANBatch(body, captions, captions, noise)
+    pulls = {}
+    for follows in (False, True):
+        generator.zero_grad()
+        target = warped_like_samples(generator, batch, captions) if follows else body
+        error = reconstruction_loss(generator(noise, captions), target)
+        error.backward()
+        pulls[follows] = (error.item(), generator.warp.weight.grad.norm().item())
+    assert pulls[False][0] > 0.01 and pulls[False][1] > 1e-3, pulls
+    assert pulls[True][0] < 1e-5 and pulls[True][1] < 1e-4, pulls
+    losses = gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_follows_warp=True)
+    assert math.isfinite(losses["reconstruction"])
+
+
+def test_reconstruction_that_follows_the_warp_needs_a_warp():
+    with pytest.raises(ConfigError, match="reconstruction_follows_warp moves each real image"):
+        GANTrainConfig(reconstruction_weight=10.0, reconstruction_follows_warp=True)
+    assert GANTrainConfig(reconstruction_weight=10.0, reconstruction_follows_warp=True,
+                          generator=GeneratorConfig(noise_warp=0.06)).reconstruction_follows_warp
 
 
 def test_nearest_noise_picks_the_candidate_whose_image_is_nearest():

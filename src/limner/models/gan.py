@@ -94,6 +94,8 @@ class GeneratorConfig:
         if self.noise_warp_private and not (self.noise_warp > 0 and 0 < self.noise_warp_private <= self.noise_dim - max(self.noise_codes, 1)):
             raise ConfigError(f"noise_warp_private needs noise_warp on and must leave the generator some noise "
                               f"(1 to {self.noise_dim - max(self.noise_codes, 1)}), got {self.noise_warp_private}")
+        if self.noise_warp_depth and self.noise_warp == 0:
+            raise ConfigError(f"noise_warp_depth {self.noise_warp_depth} places a warp that is off: set noise_warp > 0 too")
         if not 0 <= self.noise_warp_depth <= blocks:
             raise ConfigError(f"noise_warp_depth must be 0 to {blocks} up-blocks at resolution {self.resolution}, got {self.noise_warp_depth}")
         if self.upsample not in UPSAMPLE_MODES:
@@ -205,22 +207,28 @@ class Generator(PretrainedModel):
         """noise (B, Z), sentence (B, D) -> images (B, 3, H, W) in [-1, 1]."""
         noise = coded_noise(noise, self.config.noise_codes)
         text = self.text_norm(sentence)
-        warp_condition = torch.cat([noise, text], dim=1)  # (B, Z + D)
+        moves = self._warp_moves(noise, text)
         noise = hidden_from_body(noise, self.config.noise_warp_private)
         condition = torch.cat([noise, text], dim=1)
         x = self.stem(condition if self.config.text_in_stem else noise)
         x = x.view(noise.shape[0], -1, 4, 4)  # (B, C, 4, 4)
-        warp_before = len(self.blocks) - self.config.noise_warp_depth if self.config.noise_warp > 0 else None
+        warp_before = len(self.blocks) - self.config.noise_warp_depth if moves is not None else None
         for index, block in enumerate(self.blocks):
             if index == warp_before:
-                x = self._moved(x, warp_condition)
+                x = warped(x, moves, self.config.noise_warp)
             x = block(x, condition)
         images = torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
-        return self._moved(images, warp_condition) if warp_before == len(self.blocks) else images
+        return warped(images, moves, self.config.noise_warp) if warp_before == len(self.blocks) else images
 
-    def _moved(self, x: torch.Tensor, warp_condition: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) moved and scaled as the warp head reads [noise; sentence]."""
-        return warped(x, torch.tanh(self.warp(warp_condition)), self.config.noise_warp)
+    def warp_moves(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor | None:
+        """(B, 3) moves in [-1, 1] (shift x, shift y, log scale; see `warped`) the warp head gives these
+        inputs, as forward applies them; None without a warp."""
+        return self._warp_moves(coded_noise(noise, self.config.noise_codes), self.text_norm(sentence))
+
+    def _warp_moves(self, coded: torch.Tensor, text: torch.Tensor) -> torch.Tensor | None:
+        if self.config.noise_warp == 0:
+            return None
+        return torch.tanh(self.warp(torch.cat([coded, text], dim=1)))  # reads all the noise, private entries too
 
 
 def hidden_from_body(noise: torch.Tensor, private: int) -> torch.Tensor:

@@ -49,6 +49,10 @@ class GANTrainConfig(GeneratorTrainConfig):
     # the reconstruction term forgives a move of up to this many pixels (the nearest placement of the
     # real image counts): outlines stay sharp while the place may vary within the data's jitter
     reconstruction_shift: int = 0
+    # with generator.noise_warp: the real image is moved by the warp each sample was drawn with before
+    # the reconstruction term compares them, so the term teaches the drawing and leaves the placement
+    # to the warp and the discriminator (it no longer pulls every sample back to one place)
+    reconstruction_follows_warp: bool = False
     # K >= 2: K samples per caption, only the nearest is pulled (best-of-many). Beyond 2 the first
     # sample stays the plain draw the discriminator judges, and the nearest of K - 1 further draws is
     # found without gradients, then drawn again with them (IMLE's search): each real look of a caption
@@ -182,6 +186,12 @@ class GANTrainConfig(GeneratorTrainConfig):
         if self.reconstruction_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.reconstruction_weight} and {self.reconstruction_pool}")
+        if self.reconstruction_follows_warp and not (self.generator.noise_warp > 0 and self.reconstruction_weight > 0
+                                                     and self.reconstruction_best_of == 1 and self.latent_encoder_dims == 0):
+            raise ConfigError("reconstruction_follows_warp moves each real image by its sample's warp: it needs generator.noise_warp > 0 "
+                              "and reconstruction_weight > 0, with reconstruction_best_of 1 and no latent encoder (got "
+                              f"{self.generator.noise_warp}, {self.reconstruction_weight}, {self.reconstruction_best_of}, "
+                              f"{self.latent_encoder_dims})")
         if not 1 <= self.reconstruction_best_of <= 64:
             raise ConfigError(f"reconstruction_best_of must be 1 (off) to 64, got {self.reconstruction_best_of}")
         if self.latent_encoder_dims < 0 or self.latent_kl_weight < 0:

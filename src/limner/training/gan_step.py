@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from limner.models import Discriminator, Generator, LatentEncoder
-from limner.models.gan import noise_code, with_code
+from limner.models.gan import noise_code, warped, with_code
 from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
     alignment_loss, best_of_reconstruction_loss, caption_loss, class_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
@@ -74,6 +74,7 @@ def gan_train_step(
     reconstruction_weight: float = 0.0,
     reconstruction_pool: int = 1,
     reconstruction_shift: int = 0,
+    reconstruction_follows_warp: bool = False,
     reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
     diversity_target: float = 0.05,
@@ -122,7 +123,8 @@ def gan_train_step(
         g_total = g_total + class_weight * fake_class
     second, pair_noise, kl_term = second_samples(models, batch, condition, stats, pool=reconstruction_pool, latent_kl_weight=latent_kl_weight,
                                                  wanted=diversity_weight > 0 or reconstruction_best_of_two)
-    g_total = g_total + kl_term + pixel_terms(fake, second, batch.images, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
+    targets = warped_like_samples(models.generator, batch, condition) if reconstruction_follows_warp else batch.images
+    g_total = g_total + kl_term + pixel_terms(fake, second, targets, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
                                     reconstruction_pool=reconstruction_pool, reconstruction_shift=reconstruction_shift,
                                     reconstruction_of="best_of_two" if reconstruction_best_of_two else
                                     "second" if models.latent_encoder is not None else "first",
@@ -286,6 +288,14 @@ def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: 
     if batch.search_rows is not None:
         batch.search_rows = batch.search_rows & ~tied
     return tied
+
+
+def warped_like_samples(generator: torch.nn.Module, batch: GANBatch, condition: torch.Tensor) -> torch.Tensor:
+    """The batch's real images moved and scaled by the warp each of its samples (batch.noise) was drawn
+    with: the reconstruction targets of reconstruction_follows_warp. Sample and target move together,
+    so the term barely sees the warp, and where the warp puts things is the discriminator's to judge."""
+    moves = generator.warp_moves(batch.noise, condition)
+    return warped(batch.images, moves.to(batch.images.dtype), generator.config.noise_warp)
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,

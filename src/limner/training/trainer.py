@@ -371,7 +371,7 @@ class Trainer:
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
-                reconstruction_shift=config.reconstruction_shift,
+                reconstruction_shift=config.reconstruction_shift, reconstruction_follows_warp=config.reconstruction_follows_warp,
                 reconstruction_best_of_two=config.reconstruction_best_of >= 2,
                 diversity_weight=config.diversity_weight if self.step >= config.diversity_start_step else 0.0,
                 diversity_target=self.diversity_target, diversity_pool=config.diversity_pool,
