@@ -7,6 +7,8 @@ from limner.pipelines import TextToImagePipeline
 from limner.text import BagOfWordsEncoder
 
 TINY_GENERATOR = {"base_channels": 4, "noise_dim": 8, "condition_hidden": 16}
+# the shapes preset gives its warp 8 private noise entries: a tiny generator has 8 in all
+TINY_GENERATOR_ON_SHAPES = {**TINY_GENERATOR, "noise_warp_private": 2}
 TINY_DISCRIMINATOR = {"base_channels": 4}
 
 

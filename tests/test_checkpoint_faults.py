@@ -15,7 +15,7 @@ from limner.errors import CheckpointError
 from limner.pipelines import TextToImagePipeline
 from limner.training import Trainer, build_train_config
 from limner.training.checkpoint import MANIFEST, list_checkpoints, resolve_checkpoint, verify_checkpoint
-from tests.conftest import tiny_train_overrides
+from tests.conftest import TINY_GENERATOR_ON_SHAPES, tiny_train_overrides
 
 
 def _trainer(data, out, **extra):
@@ -145,7 +145,7 @@ def tiny_models_config(tiny_shapes):
     path = tiny_shapes.parent / "tiny_models.json"
     overrides = tiny_train_overrides(tiny_shapes, "unused")
     path.write_text(json.dumps({k: overrides[k] for k in ("generator", "discriminator")} | {
-        "discriminator": {**overrides["discriminator"], "contrastive_dim": 0}, "contrastive_weight": 0.0,
+        "generator": TINY_GENERATOR_ON_SHAPES, "discriminator": {**overrides["discriminator"], "contrastive_dim": 0}, "contrastive_weight": 0.0,
         "image_contrastive_weight": 0.0, "text_components": 0, "text_whiten": False}))
     return path
 

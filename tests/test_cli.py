@@ -3,7 +3,7 @@ import json
 from limner.cli import main
 from limner.pipelines import TextToImagePipeline
 from limner.utils.images import png_metadata
-from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
+from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR_ON_SHAPES
 
 
 def test_data_shapes_writes_an_imagefolder(tmp_path, capsys):
@@ -15,7 +15,7 @@ def test_data_shapes_writes_an_imagefolder(tmp_path, capsys):
 
 def test_train_then_generate(tiny_shapes, tmp_path, capsys):
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
+    config.write_text(json.dumps({"generator": TINY_GENERATOR_ON_SHAPES, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
     out = tmp_path / "model"
     code = main([
         "train", "--preset", "shapes", "--config", str(config), "--train-data-dir", str(tiny_shapes),

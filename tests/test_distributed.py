@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import tiny_train_overrides
+from tests.conftest import TINY_GENERATOR_ON_SHAPES, tiny_train_overrides
 
 # contrastive terms compare every image with every caption of a process's own batch, so they are
 # not the same on half batches; everything else (hinge, penalty, reconstruction, noise) averages exactly
@@ -32,7 +32,7 @@ def weights(folder):
 @pytest.fixture
 def config_file(tiny_shapes, tmp_path):
     path = tmp_path / "tiny.json"
-    values = {**tiny_train_overrides(tiny_shapes, "unused"), **EXACT}
+    values = {**tiny_train_overrides(tiny_shapes, "unused"), **EXACT, "generator": TINY_GENERATOR_ON_SHAPES}
     values.pop("output_dir")
     path.write_text(json.dumps(values))
     return path

@@ -5,7 +5,7 @@ import pytest
 from limner.cli import main
 from limner.errors import ModelLoadError
 from limner.pipelines.dual_encoder import load_evaluator
-from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR
+from tests.conftest import TINY_DISCRIMINATOR, TINY_GENERATOR_ON_SHAPES
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def tiny_runs(tiny_shapes, tmp_path_factory):
 def _train_tiny_gan_and_evaluator(root, data, *, evaluator_steps: int) -> None:
     """A 3-step GAN in root/gan and an evaluator in root/evaluator, tiny widths, bag-of-words text."""
     gan_config, evaluator_config = root / "tiny-gan.json", root / "tiny-evaluator.json"
-    gan_config.write_text(json.dumps({"generator": TINY_GENERATOR, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
+    gan_config.write_text(json.dumps({"generator": TINY_GENERATOR_ON_SHAPES, "discriminator": TINY_DISCRIMINATOR, "validation_images_per_prompt": 2}))
     evaluator_config.write_text(json.dumps({"evaluator": {"base_channels": 4, "embedding_dim": 16}}))
     common = ["--train-data-dir", str(data), "--text-encoder", "bag-of-words", "--resolution", "32",
               "--train-batch-size", "8", "--no-progress", "--logging-steps", "1"]
