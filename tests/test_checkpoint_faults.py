@@ -144,7 +144,7 @@ def _train_command(data, out, steps, checkpointing_steps=1):
 def tiny_models_config(tiny_shapes):
     path = tiny_shapes.parent / "tiny_models.json"
     overrides = tiny_train_overrides(tiny_shapes, "unused")
-    path.write_text(json.dumps({k: overrides[k] for k in ("generator", "discriminator")} | {
+    path.write_text(json.dumps({
         "generator": TINY_GENERATOR_ON_SHAPES, "discriminator": {**overrides["discriminator"], "contrastive_dim": 0}, "contrastive_weight": 0.0,
         "image_contrastive_weight": 0.0, "text_components": 0, "text_whiten": False}))
     return path

@@ -88,7 +88,8 @@ def gan_train_step(
     contrastive_weight its image-text head), then the generator's: hinge, the head's matching
     (contrastive_terms), the pixel terms on a second sample per caption (second_samples, pixel_terms:
     reconstruction towards the real image of each caption, on reconstruction_pool cells, of the nearer
-    of two samples with reconstruction_best_of_two; diversity between the two), and the frozen guides'
+    of two samples with reconstruction_best_of_two, the real image moved by the sample's own warp with
+    reconstruction_follows_warp; diversity between the two), and the frozen guides'
     terms (guide_terms); then the EMA. batch.augment transforms what the discriminator sees, real and
     generated alike, in both updates (DiffAugment). With class_weight > 0 and batch.class_labels the
     discriminator's class heads learn each real image's values, and the generator is asked to draw the
