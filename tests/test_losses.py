@@ -128,6 +128,62 @@ def test_shifted_images_cover_every_offset_once():
     assert moves[0][0, 0, 1, 1] == images[0, 0, 0, 0]  # moved down and right by one
 
 
+def smooth_blob(size: int = 16, centre: float = 7.5) -> torch.Tensor:
+    """(1, 3, size, size): a Gaussian blob, detailed less than a pixel's frequency (so Fourier moves are exact)."""
+    grid = torch.arange(size, dtype=torch.float64)
+    rows = torch.exp(-((grid - centre) ** 2) / (2 * 1.5**2))
+    return (rows[:, None] * rows[None, :]).expand(1, 3, size, size).float().contiguous()
+
+
+def test_subpixel_phases_move_by_a_fraction_of_a_pixel_and_keep_the_unmoved_image_first():
+    from limner.training.losses import subpixel_phases
+
+    image = smooth_blob()
+    phases = subpixel_phases(image, 2)
+    assert len(phases) == 4 and all(p.shape == image.shape for p in phases)
+    assert torch.allclose(phases[0], image, atol=1e-5)
+    down_half, right_half = phases[2], phases[1]  # (j, i) = (1, 0) moves down; (0, 1) moves right
+    assert torch.allclose(down_half, smooth_blob(centre=7.5), atol=1e-5) is False
+    exact_down = torch.exp(-((torch.arange(16.0) - 8.0) ** 2) / (2 * 1.5**2))[:, None] * torch.exp(-((torch.arange(16.0) - 7.5) ** 2) / (2 * 1.5**2))[None, :]
+    assert torch.allclose(down_half[0, 0], exact_down, atol=1e-3)
+    assert torch.allclose(right_half[0, 0], exact_down.T, atol=1e-3)
+    assert subpixel_phases(image, 1)[0] is image
+
+
+def test_subpixel_reconstruction_forgives_a_half_pixel_move_that_whole_pixels_cannot():
+    real = smooth_blob(centre=7.0)
+    half_moved = smooth_blob(centre=8.5)  # 1.5 px down and right: between two whole-pixel moves
+    assert reconstruction_loss(half_moved, real, shift=2) > 0.01
+    assert reconstruction_loss(half_moved, real, shift=2, subpixel=2) < 1e-3
+    assert reconstruction_loss(half_moved, real, shift=1, subpixel=2) < 1e-3  # 1 + 1/2 of a pixel
+    assert reconstruction_loss(smooth_blob(centre=11.0), real, shift=2, subpixel=2) > 0.01  # 4 px is beyond it
+
+
+def test_shifted_reconstruction_has_the_least_error_and_its_gradient():
+    from limner.training.losses import shifted
+
+    torch.manual_seed(0)
+    real = torch.rand(3, 3, 8, 8)
+    fake = torch.rand(3, 3, 8, 8, requires_grad=True)
+    reconstruction_loss(fake, real, shift=1).backward()
+    fake_again = fake.detach().clone().requires_grad_(True)
+    every = torch.stack([(fake_again - moved).abs().flatten(1).mean(1) for moved in shifted(real, 1)])  # (9, B)
+    every.min(0).values.mean().backward()
+    assert torch.allclose(reconstruction_loss(fake, real, shift=1), every.min(0).values.mean())
+    assert torch.allclose(fake.grad, fake_again.grad)
+
+
+def test_reconstruction_subpixel_needs_a_shift_and_a_sensible_count():
+    from limner.errors import ConfigError
+    from limner.training.gan_config import GANTrainConfig
+
+    with pytest.raises(ConfigError, match="reconstruction_subpixel"):
+        GANTrainConfig(resolution=32, reconstruction_subpixel=2)
+    with pytest.raises(ConfigError, match="reconstruction_subpixel"):
+        GANTrainConfig(resolution=32, reconstruction_shift=2, reconstruction_subpixel=0)
+    assert GANTrainConfig(resolution=32, reconstruction_shift=2, reconstruction_subpixel=4).reconstruction_subpixel == 4
+
+
 def test_reconstruction_shift_beyond_an_eighth_of_the_resolution_is_refused():
     from limner.errors import ConfigError
     from limner.training.gan_config import GANTrainConfig

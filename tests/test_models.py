@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -62,6 +64,78 @@ def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_wei
         tiny_generator_config(upsample="cubic")
 
 
+def smooth_spot(centre_y: float, centre_x: float, width: float = 1.5, size: int = 32) -> torch.Tensor:
+    """(1, 3, size, size): a Gaussian spot, smooth at the pixel scale as an anti-aliased drawing is."""
+    grid = torch.arange(size, dtype=torch.float32)
+    rows = torch.exp(-((grid - centre_y) ** 2) / (2 * width**2))
+    columns = torch.exp(-((grid - centre_x) ** 2) / (2 * width**2))
+    return (rows[:, None] * columns[None, :]).expand(1, 3, size, size)
+
+
+def test_lanczos_warp_moves_a_smooth_drawing_without_blurring_it_where_bilinear_does():
+    from limner.models.gan import warped
+
+    spot = smooth_spot(15.5, 15.5)
+    move = torch.tensor([[0.5, -0.25, 0.0]])  # 0.5 x 0.06 x 32 = 0.96 px right, 0.48 px up
+    expected = smooth_spot(15.5 - 0.48, 15.5 + 0.96)
+    assert (warped(spot, move, 0.06, "bilinear") - expected).abs().max() > 0.04
+    assert (warped(spot, move, 0.06, "lanczos") - expected).abs().max() < 0.01
+    grown = warped(spot, torch.tensor([[0.0, 0.0, 1.0]]), 0.06, "lanczos")  # exp(0.12) as wide about the centre
+    assert (grown - smooth_spot(15.5, 15.5, width=1.5 * math.exp(0.12))).abs().max() < 0.01
+    assert torch.allclose(warped(spot, torch.zeros(1, 3), 0.06, "lanczos"), spot, atol=1e-5)
+
+
+def test_a_lanczos_warped_generator_stays_in_range_and_unknown_resampling_is_refused(tmp_path):
+    warping = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_resample="lanczos"))
+    torch.nn.init.normal_(warping.warp.weight, std=3.0)  # large moves: the kernel's overshoot at hard edges
+    images = warping.eval()(torch.randn(4, 8), torch.randn(4, 12))
+    assert images.abs().max() <= 1.0
+    warping.save_pretrained(tmp_path / "g")
+    assert Generator.from_pretrained(tmp_path / "g").config.noise_warp_resample == "lanczos"
+    with pytest.raises(ConfigError, match="noise_warp_resample must be one of bilinear, lanczos, got 'cubic'"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_resample="cubic")
+
+
+def test_whole_pixel_moves_copy_the_finished_image_exactly_and_still_teach_the_head():
+    from limner.models.gan import split_whole_pixels
+
+    moves = torch.tensor([[0.5, -0.9, 0.3]])
+    left, whole = split_whole_pixels(moves, 0.06, 32)  # 0.96 px right, 1.73 px up
+    assert torch.allclose(whole, torch.tensor([[1.0, -2.0, 0.0]]) / (0.06 * 32))
+    assert torch.allclose(left + whole, moves)  # together they are the move asked for
+    config = dict(noise_warp=0.06, noise_warp_depth=1, noise_warp_private=2)
+    plain = Generator(tiny_generator_config(**config)).eval()
+    rolling = Generator(tiny_generator_config(**config, noise_warp_whole_pixels=True)).eval()
+    rolling.load_state_dict(plain.state_dict())
+    for head in (plain, rolling):
+        with torch.no_grad():
+            head.warp.weight.zero_()
+            head.warp.bias.copy_(torch.atanh(torch.tensor([1.0 / (0.06 * 32), 0.0, 0.0])))  # exactly 1 px right
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    with torch.no_grad():
+        plain.warp.bias.zero_()
+        unmoved = plain(noise, sentence)
+    moved = rolling(noise, sentence)
+    assert torch.allclose(moved[..., 1:], unmoved[..., :-1], atol=1e-5)  # every pixel copied one to the right
+    (moved * torch.linspace(-1, 1, 32)).sum().backward()  # a loss that cares where things are
+    assert rolling.warp.bias.grad[0].abs() > 0
+    with pytest.raises(ConfigError, match="noise_warp_whole_pixels"):
+        tiny_generator_config(noise_warp_whole_pixels=True)
+
+
+def test_a_warp_head_that_reads_the_noise_only_moves_every_caption_alike():
+    reading_all = Generator(tiny_generator_config(noise_warp=0.06))
+    reading_noise = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_reads="noise"))
+    for head in (reading_all, reading_noise):
+        torch.nn.init.normal_(head.warp.weight)  # the text's columns too
+    noise, sentences = torch.randn(1, 8).expand(2, 8), torch.randn(2, 12)
+    all_moves, noise_moves = reading_all.warp_moves(noise, sentences), reading_noise.warp_moves(noise, sentences)
+    assert not torch.allclose(all_moves[0], all_moves[1])
+    assert torch.allclose(noise_moves[0], noise_moves[1])
+    with pytest.raises(ConfigError, match="noise_warp_reads must be one of"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_reads="text")
+
+
 def test_warp_moves_and_scales_the_whole_image_and_starts_reading_the_noise_only(tmp_path):
     from limner.models.gan import warped
 
@@ -97,7 +171,7 @@ def test_a_feature_warp_moves_what_the_last_block_reads_and_is_checked(tmp_path)
     warping = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_depth=1))
     seen = []
     original = gan.warped
-    gan.warped = lambda x, moves, bound: seen.append(x.shape) or original(x, moves, bound)
+    gan.warped = lambda x, moves, bound, resample: seen.append(x.shape) or original(x, moves, bound, resample)
     try:
         images = warping.eval()(torch.randn(2, 8), torch.randn(2, 12))
     finally:

@@ -378,6 +378,29 @@ def test_reconstruction_that_follows_the_warp_leaves_the_placement_to_the_warp()
     assert math.isfinite(losses["reconstruction"])
 
 
+def test_with_whole_pixel_moves_the_target_follows_only_the_whole_pixels_and_exactly():
+    """Warp at the finished image (depth 0): the real image is copied by the same whole pixels the
+    sample was (no resampling, so its pixel values are unchanged), not by the sub-pixel rest."""
+    from limner.models.gan import split_whole_pixels, warped
+    from limner.training.gan_step import warped_like_samples
+
+    models, optimizers = _models(noise_warp=0.125, noise_warp_whole_pixels=True, noise_warp_reads="noise")
+    generator, captions = models.generator, torch.eye(12)[:4]
+    torch.nn.init.normal_(generator.warp.weight, std=2.0)  # moves of several pixels
+    noise = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    real = torch.rand(4, 3, 32, 32) * 2 - 1
+    batch = GANBatch(real, captions, captions, noise)
+    target = warped_like_samples(generator, batch, captions)
+    whole = split_whole_pixels(generator.warp_moves(noise, captions), 0.125, 32)[1] * 0.125 * 32  # in pixels
+    assert whole[:, :2].abs().sum() > 0 and torch.equal(whole[:, :2], whole[:, :2].round())
+    for image, moved, (dx, dy) in zip(real, target, whole[:, :2].long().tolist()):
+        assert torch.allclose(moved[:, max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)],
+                              image[:, max(-dy, 0):32 + min(-dy, 0), max(-dx, 0):32 + min(-dx, 0)], atol=1e-5)
+    assert not torch.allclose(target, warped(real, generator.warp_moves(noise, captions), 0.125))  # not the full move
+    losses = gan_train_step(models, optimizers, batch, reconstruction_weight=10.0, reconstruction_follows_warp=True)
+    assert math.isfinite(losses["reconstruction"])
+
+
 def test_reconstruction_that_follows_the_warp_needs_a_warp():
     with pytest.raises(ConfigError, match="reconstruction_follows_warp moves each real image"):
         GANTrainConfig(reconstruction_weight=10.0, reconstruction_follows_warp=True)

@@ -49,6 +49,10 @@ class GANTrainConfig(GeneratorTrainConfig):
     # the reconstruction term forgives a move of up to this many pixels (the nearest placement of the
     # real image counts): outlines stay sharp while the place may vary within the data's jitter
     reconstruction_shift: int = 0
+    # with reconstruction_shift: k > 1 tries the real image at every 1/k pixel too (moved through its
+    # Fourier transform, so its edges stay sharp): a sample drawn between two pixels is no longer
+    # pulled onto the pixel grid, so the place may vary continuously, as the data's jitter does
+    reconstruction_subpixel: int = 1
     # with generator.noise_warp: the real image is moved by the warp each sample was drawn with before
     # the reconstruction term compares them, so the term teaches the drawing and leaves the placement
     # to the warp and the discriminator (it no longer pulls every sample back to one place)
@@ -183,6 +187,10 @@ class GANTrainConfig(GeneratorTrainConfig):
         if not 0 <= self.reconstruction_shift <= self.resolution // 8:
             raise ConfigError(f"reconstruction_shift must be 0 (off) to an eighth of the resolution ({self.resolution // 8}), "
                               f"got {self.reconstruction_shift}")
+        if not 1 <= self.reconstruction_subpixel <= 8 or (self.reconstruction_subpixel > 1 and self.reconstruction_shift == 0):
+            raise ConfigError(f"reconstruction_subpixel must be 1 (whole pixels) to 8 phases per pixel, and above 1 needs "
+                              f"reconstruction_shift > 0 (it refines the moves that forgives), got {self.reconstruction_subpixel} "
+                              f"with reconstruction_shift {self.reconstruction_shift}")
         if self.reconstruction_weight < 0 or self.reconstruction_pool < 1:
             raise ConfigError(f"reconstruction_weight must be 0 (off) or positive and reconstruction_pool at least 1, got "
                               f"{self.reconstruction_weight} and {self.reconstruction_pool}")

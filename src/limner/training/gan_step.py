@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from limner.models import Discriminator, Generator, LatentEncoder
-from limner.models.gan import noise_code, warped, with_code
+from limner.models.gan import noise_code, split_whole_pixels, warped, with_code
 from limner.models.latent_encoder import encoded_noise
 from limner.training.losses import (
     alignment_loss, best_of_reconstruction_loss, caption_loss, class_loss, contrastive_loss, gaussian_kl, hinge_d_loss, hinge_g_loss,
@@ -74,6 +74,7 @@ def gan_train_step(
     reconstruction_weight: float = 0.0,
     reconstruction_pool: int = 1,
     reconstruction_shift: int = 0,
+    reconstruction_subpixel: int = 1,
     reconstruction_follows_warp: bool = False,
     reconstruction_best_of_two: bool = False,
     diversity_weight: float = 0.0,
@@ -87,7 +88,8 @@ def gan_train_step(
     """The discriminator's update (hinge, mismatched captions, matching-aware penalty; with
     contrastive_weight its image-text head), then the generator's: hinge, the head's matching
     (contrastive_terms), the pixel terms on a second sample per caption (second_samples, pixel_terms:
-    reconstruction towards the real image of each caption, on reconstruction_pool cells, of the nearer
+    reconstruction towards the real image of each caption, on reconstruction_pool cells, forgiving moves of
+    up to reconstruction_shift pixels at 1/reconstruction_subpixel pixel steps, of the nearer
     of two samples with reconstruction_best_of_two, the real image moved by the sample's own warp with
     reconstruction_follows_warp; diversity between the two), and the frozen guides'
     terms (guide_terms); then the EMA. batch.augment transforms what the discriminator sees, real and
@@ -127,7 +129,7 @@ def gan_train_step(
     targets = warped_like_samples(models.generator, batch, condition) if reconstruction_follows_warp else batch.images
     g_total = g_total + kl_term + pixel_terms(fake, second, targets, batch.noise, pair_noise, stats, reconstruction_weight=reconstruction_weight,
                                     reconstruction_pool=reconstruction_pool, reconstruction_shift=reconstruction_shift,
-                                    reconstruction_of="best_of_two" if reconstruction_best_of_two else
+                                    reconstruction_subpixel=reconstruction_subpixel, reconstruction_of="best_of_two" if reconstruction_best_of_two else
                                     "second" if models.latent_encoder is not None else "first",
                                     diversity_weight=diversity_weight, diversity_target=diversity_target, diversity_pool=diversity_pool)
     g_total = g_total + guide_terms(fake, batch, guides, stats)
@@ -294,14 +296,20 @@ def tie_codes(batch: GANBatch, labels: torch.Tensor, rows: torch.Tensor, codes: 
 def warped_like_samples(generator: torch.nn.Module, batch: GANBatch, condition: torch.Tensor) -> torch.Tensor:
     """The batch's real images moved and scaled by the warp each of its samples (batch.noise) was drawn
     with: the reconstruction targets of reconstruction_follows_warp. Sample and target move together,
-    so the term barely sees the warp, and where the warp puts things is the discriminator's to judge."""
-    moves = generator.warp_moves(batch.noise, condition)
-    return warped(batch.images, moves.to(batch.images.dtype), generator.config.noise_warp)
+    so the term barely sees the warp, and where the warp puts things is the discriminator's to judge. With
+    generator.noise_warp_whole_pixels only the whole-pixel moves are followed (copied exactly, so the
+    target is as sharp as the data); the rest is left to reconstruction_shift."""
+    config = generator.config
+    moves = generator.warp_moves(batch.noise, condition).to(batch.images.dtype)
+    if config.noise_warp_whole_pixels:  # follow the whole pixels only: an exact copy, so the target stays sharp
+        return warped(batch.images, split_whole_pixels(moves, config.noise_warp, config.resolution)[1].detach(), config.noise_warp)
+    return warped(batch.images, moves, config.noise_warp, config.noise_warp_resample)
 
 
 def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.Tensor, noise: torch.Tensor, pair_noise: torch.Tensor | None,
                 stats: dict, *, reconstruction_weight: float, reconstruction_pool: int, reconstruction_of: str,
-                diversity_weight: float, diversity_target: float, diversity_pool: int = 1, reconstruction_shift: int = 0) -> torch.Tensor:
+                diversity_weight: float, diversity_target: float, diversity_pool: int = 1, reconstruction_shift: int = 0,
+                reconstruction_subpixel: int = 1) -> torch.Tensor:
     """The generator's reconstruction and diversity terms, weighted and summed (figures into `stats`);
     `second`: the images of pair_noise for the first captions, or None. reconstruction_of: which
     samples are pulled towards the real images: "first" (`fake`), "second", or "best_of_two" (the nearer)."""
@@ -310,10 +318,11 @@ def pixel_terms(fake: torch.Tensor, second: torch.Tensor | None, images: torch.T
         if reconstruction_of != "first" and (second is None or second.shape[0] != fake.shape[0]):
             raise ValueError(f"reconstruction of {reconstruction_of!r} needs a second noise for every caption (pair noise of the batch's size)")
         if reconstruction_of == "best_of_two":
-            reconstruction = best_of_reconstruction_loss([fake, second], images, pool=reconstruction_pool, shift=reconstruction_shift)
+            reconstruction = best_of_reconstruction_loss([fake, second], images, pool=reconstruction_pool, shift=reconstruction_shift,
+                                                         subpixel=reconstruction_subpixel)
         else:
             reconstruction = reconstruction_loss(second if reconstruction_of == "second" else fake, images, pool=reconstruction_pool,
-                                                 shift=reconstruction_shift)
+                                                 shift=reconstruction_shift, subpixel=reconstruction_subpixel)
         total = total + reconstruction_weight * reconstruction
         stats["reconstruction"] = reconstruction.item()
     if diversity_weight > 0 and second is not None:

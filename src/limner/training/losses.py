@@ -19,7 +19,7 @@ def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0, subpixel: int = 1) -> torch.Tensor:
     """Mean absolute pixel error between generated images and the real images of their captions.
 
     pix2pix's L1 term: a dense, supervised signal that teaches layout, colour and
@@ -29,30 +29,56 @@ def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1
     coarse layout only and no longer pulls every sample onto one pixel-exact mean. With `shift`
     > 0 each image is compared with the real one moved by up to `shift` pixels either way, and
     the nearest placement counts: the outline is still taught sharply while the place is free
-    within the data's jitter.
+    within the data's jitter. With `subpixel` k > 1 the real image is also tried at every phase
+    of 1/k pixel (moved by a phase ramp of its Fourier transform, which keeps its edges as sharp
+    as they are), so a sample placed between two pixels has a target as sharp as itself.
     """
-    return reconstruction_errors(fake, real, pool=pool, shift=shift).mean()
+    return reconstruction_errors(fake, real, pool=pool, shift=shift, subpixel=subpixel).mean()
 
 
-def best_of_reconstruction_loss(fakes: list[torch.Tensor], real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
+def best_of_reconstruction_loss(fakes: list[torch.Tensor], real: torch.Tensor, *, pool: int = 1, shift: int = 0,
+                                subpixel: int = 1) -> torch.Tensor:
     """reconstruction_loss of the closest of several samples drawn for each caption (from
     different noises): the best-of-many loss (Bhattacharyya et al. 2018). Only the sample nearest
     the real image is pulled towards it, so the samples of a caption whose real images differ
     (an emoji name drawn in six styles) may each settle on a different one instead of all on
     their blurred mean. fakes: list of (B, 3, H, W); real (B, 3, H, W)."""
-    errors = torch.stack([reconstruction_errors(fake, real, pool=pool, shift=shift) for fake in fakes])  # (K, B)
+    errors = torch.stack([reconstruction_errors(fake, real, pool=pool, shift=shift, subpixel=subpixel) for fake in fakes])  # (K, B)
     return errors.min(0).values.mean()
 
 
-def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0) -> torch.Tensor:
+def reconstruction_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1, shift: int = 0, subpixel: int = 1) -> torch.Tensor:
     """Per-image mean absolute error (B,), on pool x pool cell means when pool > 1; with shift > 0
     the least error over the real image moved by -shift..shift pixels in each direction (its edge
-    pixels repeated into the uncovered border)."""
+    pixels repeated into the uncovered border), and with subpixel k > 1 at every 1/k pixel phase
+    of those moves too (see subpixel_phases). The nearest placement is found without gradients
+    and the error taken again against it, which gives the min's value and gradient at a fraction
+    of the memory."""
     if shift > 0:
-        return torch.stack([reconstruction_errors(fake, moved, pool=pool) for moved in shifted(real, shift)]).min(0).values
+        return pixel_errors(fake, nearest_placement(fake, real, pool=pool, shift=shift, subpixel=subpixel), pool=pool)
+    return pixel_errors(fake, real, pool=pool)
+
+
+def pixel_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1) -> torch.Tensor:
+    """Per-image mean absolute error (B,), on pool x pool cell means when pool > 1."""
     if pool > 1:
         fake, real = F.avg_pool2d(fake, pool), F.avg_pool2d(real, pool)
     return (fake - real).abs().flatten(1).mean(1)
+
+
+@torch.no_grad()
+def nearest_placement(fake: torch.Tensor, real: torch.Tensor, *, pool: int, shift: int, subpixel: int) -> torch.Tensor:
+    """real (B, 3, H, W) moved, image by image, to the placement (integer moves within -shift..shift,
+    at every 1/subpixel phase) whose pixel_errors against fake is least."""
+    fake = fake.detach()
+    best, best_errors = real, torch.full(real.shape[:1], float("inf"), dtype=real.dtype, device=real.device)
+    for phased in subpixel_phases(real, subpixel):
+        for moved in shifted(phased, shift):
+            errors = pixel_errors(fake, moved, pool=pool)
+            closer = errors < best_errors
+            best = torch.where(closer[:, None, None, None], moved, best)
+            best_errors = torch.where(closer, errors, best_errors)
+    return best
 
 
 def shifted(images: torch.Tensor, shift: int) -> list[torch.Tensor]:
@@ -61,6 +87,29 @@ def shifted(images: torch.Tensor, shift: int) -> list[torch.Tensor]:
     padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
     return [padded[..., shift + dy:shift + dy + height, shift + dx:shift + dx + width]
             for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+
+
+def subpixel_phases(images: torch.Tensor, steps: int) -> list[torch.Tensor]:
+    """images (B, C, H, W) moved down and right by every (j / steps, i / steps) of a pixel, 0 <= i, j <
+    steps: steps^2 tensors, the first the images themselves. Each move is a phase ramp on the Fourier
+    transform (exact for an image without detail above the pixel's frequency, such as an anti-aliased
+    drawing, so edges are not softened as bilinear resampling softens them), taken on a copy padded by
+    repeating its edges so that what wraps round is border, not the far side."""
+    if steps == 1:
+        return [images]
+    pad = 4
+    height, width = images.shape[-2:]
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
+    spectrum = torch.fft.rfft2(padded)
+    rows = torch.fft.fftfreq(height + 2 * pad, device=images.device)[:, None]
+    columns = torch.fft.rfftfreq(width + 2 * pad, device=images.device)[None, :]
+    moved = []
+    for j in range(steps):
+        for i in range(steps):
+            ramp = torch.exp(-2j * torch.pi * (rows * (j / steps) + columns * (i / steps)))
+            image = torch.fft.irfft2(spectrum * ramp, s=padded.shape[-2:])
+            moved.append(image[..., pad:pad + height, pad:pad + width].to(images.dtype))
+    return moved
 
 
 def diversity_loss(fake_a: torch.Tensor, fake_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,
