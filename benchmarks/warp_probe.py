@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-
 import random
 
 import numpy as np
@@ -31,6 +30,7 @@ from limner.metrics.shapes import generated_placement_spread, real_placement_spr
 from limner.models.gan import WARP_RESAMPLING, warped
 from limner.pipelines import TextToImagePipeline
 from limner.training.losses import subpixel_phases
+from limner.utils.images import from_uint8, to_pil
 
 BOUND = 0.06
 IMAGES_PER_CAPTION = 10
@@ -78,11 +78,12 @@ def report(name: str, pipe: TextToImagePipeline, real: dict[str, float]) -> None
 
 
 def tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    """One PIL image -> (1, 3, H, W) in [-1, 1]."""
+    return from_uint8(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None])
 
 
 def picture(images: torch.Tensor) -> Image.Image:
-    return Image.fromarray(((images[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy())
+    return to_pil(images)[0]
 
 
 def report_real(scales: list[float], resamplings: list[str]) -> None:

@@ -70,7 +70,6 @@ def pixel_errors(fake: torch.Tensor, real: torch.Tensor, *, pool: int = 1) -> to
 def nearest_placement(fake: torch.Tensor, real: torch.Tensor, *, pool: int, shift: int, subpixel: int) -> torch.Tensor:
     """real (B, 3, H, W) moved, image by image, to the placement (integer moves within -shift..shift,
     at every 1/subpixel phase) whose pixel_errors against fake is least."""
-    fake = fake.detach()
     best, best_errors = real, torch.full(real.shape[:1], float("inf"), dtype=real.dtype, device=real.device)
     for phased in subpixel_phases(real, subpixel):
         for moved in shifted(phased, shift):
