@@ -136,6 +136,24 @@ def test_a_warp_head_that_reads_the_noise_only_moves_every_caption_alike():
         tiny_generator_config(noise_warp=0.06, noise_warp_reads="text")
 
 
+def test_a_fixed_spread_warp_head_learns_only_where_its_moves_centre():
+    config = dict(noise_warp=0.06, noise_warp_private=2, noise_warp_reads="noise")
+    learned = Generator(tiny_generator_config(**config))
+    fixed = Generator(tiny_generator_config(**config, noise_warp_spread="fixed"))
+    fixed.load_state_dict(learned.state_dict())
+    noise, sentence = torch.randn(4, 8), torch.randn(4, 12)
+    assert torch.allclose(fixed(noise, sentence), learned(noise, sentence))  # the same moves until trained
+    for head in (learned, fixed):
+        (head(noise, sentence) * torch.linspace(-1, 1, 32)).sum().backward()
+        assert head.warp.bias.grad.abs().sum() > 0
+    assert learned.warp.weight.grad.abs().sum() > 0
+    assert fixed.warp.weight.grad is None  # Adam skips it: the spread it started with stays
+    with pytest.raises(ConfigError, match="noise_warp_spread must be one of"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_reads="noise", noise_warp_spread="frozen")
+    with pytest.raises(ConfigError, match="noise_warp_reads to 'noise'"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_spread="fixed")
+
+
 def test_warp_moves_and_scales_the_whole_image_and_starts_reading_the_noise_only(tmp_path):
     from limner.models.gan import warped
 

@@ -23,6 +23,7 @@ from limner.models.modeling import PretrainedModel
 UPSAMPLE_MODES = ("nearest", "bilinear")
 WARP_RESAMPLING = ("bilinear", "lanczos")
 WARP_READS = ("noise and text", "noise")
+WARP_SPREADS = ("learned", "fixed")
 
 
 def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
@@ -99,6 +100,11 @@ class GeneratorConfig:
     # what the warp head reads: "noise and text" (the moves may depend on the caption) or "noise" (the
     # moves are the same for every caption: the noise alone places and sizes, about one mean)
     noise_warp_reads: str = "noise and text"
+    # "learned": the head's weights train, so the GAN loss may shrink the moves (on one seed of two it
+    # took them to a tenth of a pixel, and the samples sat still again); "fixed": its weights on the
+    # noise stay as initialised and only its bias (where the moves centre) learns, so the samples keep
+    # the spread of places and sizes they start with
+    noise_warp_spread: str = "learned"
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
@@ -115,6 +121,11 @@ class GeneratorConfig:
             raise ConfigError("noise_warp_whole_pixels splits the warp's moves: set noise_warp > 0 too")
         if self.noise_warp_reads not in WARP_READS:
             raise ConfigError(f"noise_warp_reads must be one of {', '.join(map(repr, WARP_READS))}, got {self.noise_warp_reads!r}")
+        if self.noise_warp_spread not in WARP_SPREADS:
+            raise ConfigError(f"noise_warp_spread must be one of {', '.join(map(repr, WARP_SPREADS))}, got {self.noise_warp_spread!r}")
+        if self.noise_warp_spread == "fixed" and (self.noise_warp == 0 or self.noise_warp_reads != "noise"):
+            raise ConfigError("noise_warp_spread 'fixed' keeps the warp head's weights as they start, and they start blind to the "
+                              "text: set noise_warp > 0 and noise_warp_reads to 'noise' too")
         if self.noise_warp_resample not in WARP_RESAMPLING:
             raise ConfigError(f"noise_warp_resample must be one of {', '.join(WARP_RESAMPLING)}, got {self.noise_warp_resample!r}")
         if self.upsample not in UPSAMPLE_MODES:
@@ -254,7 +265,8 @@ class Generator(PretrainedModel):
             return None
         if self.config.noise_warp_reads == "noise":
             text = torch.zeros_like(text)
-        return torch.tanh(self.warp(torch.cat([coded, text], dim=1)))  # reads all the noise, private entries too
+        weight = self.warp.weight.detach() if self.config.noise_warp_spread == "fixed" else self.warp.weight
+        return torch.tanh(F.linear(torch.cat([coded, text], dim=1), weight, self.warp.bias))  # reads all the noise, private entries too
 
 
 def split_whole_pixels(moves: torch.Tensor, bound: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
