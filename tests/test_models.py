@@ -154,6 +154,19 @@ def test_a_fixed_spread_warp_head_learns_only_where_its_moves_centre():
         tiny_generator_config(noise_warp=0.06, noise_warp_spread="fixed")
 
 
+def test_the_warp_heads_start_spread_sets_how_far_its_first_moves_reach():
+    heads = []
+    for spread in (0.6, 0.3):
+        torch.manual_seed(0)
+        heads.append(Generator(tiny_generator_config(noise_warp=0.06, noise_warp_private=2, noise_warp_start_spread=spread)))
+    noise, sentence = torch.randn(64, 8), torch.randn(64, 12)
+    wide, narrow = (torch.atanh(head.warp_moves(noise, sentence)) for head in heads)
+    assert torch.allclose(narrow, wide / 2, atol=1e-5)  # before the tanh, half the spread
+    assert 0.1 < narrow.std() < 0.6
+    with pytest.raises(ConfigError, match="noise_warp_start_spread must be above 0"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_start_spread=0.0)
+
+
 def test_warp_moves_and_scales_the_whole_image_and_starts_reading_the_noise_only(tmp_path):
     from limner.models.gan import warped
 

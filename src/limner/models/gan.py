@@ -105,6 +105,9 @@ class GeneratorConfig:
     # noise stay as initialised and only its bias (where the moves centre) learns, so the samples keep
     # the spread of places and sizes they start with
     noise_warp_spread: str = "learned"
+    # how far the warp head's moves spread at the start (with noise_warp_spread "fixed": always), as the
+    # standard deviation before the tanh, in units of noise_warp (0.6: about half the bound)
+    noise_warp_start_spread: float = 0.6
 
     def __post_init__(self) -> None:
         blocks = check_resolution(self.resolution)
@@ -126,6 +129,8 @@ class GeneratorConfig:
         if self.noise_warp_spread == "fixed" and (self.noise_warp == 0 or self.noise_warp_reads != "noise"):
             raise ConfigError("noise_warp_spread 'fixed' keeps the warp head's weights as they start, and they start blind to the "
                               "text: set noise_warp > 0 and noise_warp_reads to 'noise' too")
+        if not 0.0 < self.noise_warp_start_spread <= 3.0:
+            raise ConfigError(f"noise_warp_start_spread must be above 0 and at most 3 (tanh is flat beyond), got {self.noise_warp_start_spread}")
         if self.noise_warp_resample not in WARP_RESAMPLING:
             raise ConfigError(f"noise_warp_resample must be one of {', '.join(WARP_RESAMPLING)}, got {self.noise_warp_resample!r}")
         if self.upsample not in UPSAMPLE_MODES:
@@ -230,7 +235,7 @@ class Generator(PretrainedModel):
             reads = config.noise_warp_private or config.noise_dim  # the noise columns it starts reading
             with torch.no_grad():
                 self.warp.weight.zero_()
-                self.warp.weight[:, config.noise_dim - reads:config.noise_dim].normal_(0.0, 0.6 / reads ** 0.5)
+                self.warp.weight[:, config.noise_dim - reads:config.noise_dim].normal_(0.0, config.noise_warp_start_spread / reads ** 0.5)
                 self.warp.bias.zero_()
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
