@@ -123,6 +123,27 @@ def test_whole_pixel_moves_copy_the_finished_image_exactly_and_still_teach_the_h
         tiny_generator_config(noise_warp_whole_pixels=True)
 
 
+def test_a_dropped_fraction_leaves_only_the_whole_pixels_of_a_move():
+    config = dict(noise_warp=0.06, noise_warp_depth=1, noise_warp_private=2, noise_warp_whole_pixels=True)
+    still = Generator(tiny_generator_config(**config)).eval()
+    kept = Generator(tiny_generator_config(**config)).eval()
+    dropped = Generator(tiny_generator_config(**config, noise_warp_fraction="dropped")).eval()
+    kept.load_state_dict(still.state_dict())
+    dropped.load_state_dict(still.state_dict())
+    with torch.no_grad():
+        for head in (still, kept, dropped):
+            head.warp.weight.zero_()
+            head.warp.bias.zero_()
+        for head in (kept, dropped):
+            head.warp.bias[0] = torch.atanh(torch.tensor(1.3 / (0.06 * 32)))  # 1.3 px right
+        noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+        unmoved, moved_kept, moved_dropped = still(noise, sentence), kept(noise, sentence), dropped(noise, sentence)
+    assert torch.allclose(moved_dropped[..., 1:], unmoved[..., :-1], atol=1e-5)  # the whole pixel, nothing more
+    assert not torch.allclose(moved_kept[..., 1:], unmoved[..., :-1], atol=1e-3)  # the 0.3 px went to the features
+    with pytest.raises(ConfigError, match="noise_warp_fraction 'dropped'"):
+        tiny_generator_config(noise_warp=0.06, noise_warp_fraction="dropped")
+
+
 def test_a_warp_head_that_reads_the_noise_only_moves_every_caption_alike():
     reading_all = Generator(tiny_generator_config(noise_warp=0.06))
     reading_noise = Generator(tiny_generator_config(noise_warp=0.06, noise_warp_reads="noise"))

@@ -24,6 +24,7 @@ UPSAMPLE_MODES = ("nearest", "bilinear")
 WARP_RESAMPLING = ("bilinear", "lanczos")
 WARP_READS = ("noise and text", "noise")
 WARP_SPREADS = ("learned", "fixed")
+WARP_FRACTIONS = ("warped", "dropped")
 
 
 def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
@@ -97,6 +98,10 @@ class GeneratorConfig:
     # left (under half a pixel) with the scale at noise_warp_depth. The rounding passes gradients
     # straight through, as if the whole move were a bilinear one of the finished image
     noise_warp_whole_pixels: bool = False
+    # with noise_warp_whole_pixels, what becomes of the shift's part under half a pixel: "warped" (at
+    # noise_warp_depth, with the scale) or "dropped" (the shift is whole pixels only, so the blocks after
+    # the warp never redraw a small object at a fraction of a pixel; the scale still goes at the depth)
+    noise_warp_fraction: str = "warped"
     # what the warp head reads: "noise and text" (the moves may depend on the caption) or "noise" (the
     # moves are the same for every caption: the noise alone places and sizes, about one mean)
     noise_warp_reads: str = "noise and text"
@@ -122,6 +127,10 @@ class GeneratorConfig:
             raise ConfigError(f"noise_warp_depth must be 0 to {blocks} up-blocks at resolution {self.resolution}, got {self.noise_warp_depth}")
         if self.noise_warp_whole_pixels and self.noise_warp == 0:
             raise ConfigError("noise_warp_whole_pixels splits the warp's moves: set noise_warp > 0 too")
+        if self.noise_warp_fraction not in WARP_FRACTIONS:
+            raise ConfigError(f"noise_warp_fraction must be one of {', '.join(map(repr, WARP_FRACTIONS))}, got {self.noise_warp_fraction!r}")
+        if self.noise_warp_fraction == "dropped" and not self.noise_warp_whole_pixels:
+            raise ConfigError("noise_warp_fraction 'dropped' drops what is left of a whole-pixel move: set noise_warp_whole_pixels too")
         if self.noise_warp_reads not in WARP_READS:
             raise ConfigError(f"noise_warp_reads must be one of {', '.join(map(repr, WARP_READS))}, got {self.noise_warp_reads!r}")
         if self.noise_warp_spread not in WARP_SPREADS:
@@ -246,6 +255,8 @@ class Generator(PretrainedModel):
         whole = None
         if moves is not None and self.config.noise_warp_whole_pixels:
             moves, whole = split_whole_pixels(moves, self.config.noise_warp, self.config.resolution)
+            if self.config.noise_warp_fraction == "dropped":
+                moves = torch.cat([torch.zeros_like(moves[:, :2]), moves[:, 2:]], dim=1)
         noise = hidden_from_body(noise, self.config.noise_warp_private)
         condition = torch.cat([noise, text], dim=1)
         x = self.stem(condition if self.config.text_in_stem else noise)
