@@ -27,6 +27,13 @@ WARP_SPREADS = ("learned", "fixed")
 WARP_FRACTIONS = ("warped", "dropped")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ConfigError naming the setting and its choices (quoted where one holds a space) unless value is one."""
+    if value not in choices:
+        shown = map(repr, choices) if any(" " in choice for choice in choices) else choices
+        raise ConfigError(f"{name} must be one of {', '.join(shown)}, got {value!r}")
+
+
 def _channel_plan(base: int, multipliers: tuple[int, ...], blocks: int) -> list[int]:
     """Channels at 4x4, 8x8, ... up to the output: the last `blocks + 1` multipliers."""
     if len(multipliers) < blocks + 1:
@@ -127,23 +134,18 @@ class GeneratorConfig:
             raise ConfigError(f"noise_warp_depth must be 0 to {blocks} up-blocks at resolution {self.resolution}, got {self.noise_warp_depth}")
         if self.noise_warp_whole_pixels and self.noise_warp == 0:
             raise ConfigError("noise_warp_whole_pixels splits the warp's moves: set noise_warp > 0 too")
-        if self.noise_warp_fraction not in WARP_FRACTIONS:
-            raise ConfigError(f"noise_warp_fraction must be one of {', '.join(map(repr, WARP_FRACTIONS))}, got {self.noise_warp_fraction!r}")
+        check_choice("noise_warp_fraction", self.noise_warp_fraction, WARP_FRACTIONS)
         if self.noise_warp_fraction == "dropped" and not self.noise_warp_whole_pixels:
             raise ConfigError("noise_warp_fraction 'dropped' drops what is left of a whole-pixel move: set noise_warp_whole_pixels too")
-        if self.noise_warp_reads not in WARP_READS:
-            raise ConfigError(f"noise_warp_reads must be one of {', '.join(map(repr, WARP_READS))}, got {self.noise_warp_reads!r}")
-        if self.noise_warp_spread not in WARP_SPREADS:
-            raise ConfigError(f"noise_warp_spread must be one of {', '.join(map(repr, WARP_SPREADS))}, got {self.noise_warp_spread!r}")
+        check_choice("noise_warp_reads", self.noise_warp_reads, WARP_READS)
+        check_choice("noise_warp_spread", self.noise_warp_spread, WARP_SPREADS)
         if self.noise_warp_spread == "fixed" and (self.noise_warp == 0 or self.noise_warp_reads != "noise"):
             raise ConfigError("noise_warp_spread 'fixed' keeps the warp head's weights as they start, and they start blind to the "
                               "text: set noise_warp > 0 and noise_warp_reads to 'noise' too")
         if not 0.0 < self.noise_warp_start_spread <= 3.0:
             raise ConfigError(f"noise_warp_start_spread must be above 0 and at most 3 (tanh is flat beyond), got {self.noise_warp_start_spread}")
-        if self.noise_warp_resample not in WARP_RESAMPLING:
-            raise ConfigError(f"noise_warp_resample must be one of {', '.join(WARP_RESAMPLING)}, got {self.noise_warp_resample!r}")
-        if self.upsample not in UPSAMPLE_MODES:
-            raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
+        check_choice("noise_warp_resample", self.noise_warp_resample, WARP_RESAMPLING)
+        check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         if self.noise_codes < 0 or self.noise_codes == 1 or self.noise_codes > self.noise_dim:
             raise ConfigError(f"noise_codes must be 0 (off) or 2 to noise_dim ({self.noise_dim}), got {self.noise_codes}")
         self.noise_code_names = tuple(self.noise_code_names)
