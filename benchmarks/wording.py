@@ -6,7 +6,8 @@ and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_
 --third-kept-aside reads wording_kept_aside_3.json (written before the relevance floor was
 tried; read once, for the filler words, with and without them); --fourth-kept-aside reads
 wording_kept_aside_4.json (written before the WordNet lexicon was built; read once, for it);
---fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; read once, for it). Each set
+--fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; to be read once, for a setting
+that wins on the development set). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -19,6 +20,7 @@ all-four and per-attribute accuracy for each, beside the canonical held-out capt
     python benchmarks/wording.py --model-dir ... --fillers          # without and with filler words, the same
     python benchmarks/wording.py --model-dir ... --lexicons 1:2 2:2  # without and with WordNet's other names (depth:senses)
     python benchmarks/wording.py --model-dir ... --modifiers        # without and with new words before a known word dropped
+    python benchmarks/wording.py --model-dir ... --colour-names     # without and with the colour survey's names
 
 --grid reads the development set with the model's anchored text encoder rebuilt at every
 context layer (none: input embeddings) and anchor margin, from the model's own training
@@ -29,8 +31,9 @@ weighs nothing), at the model's own context layer and margin; --fillers for fill
 (limner.text.filler: request verbs, function words, nouns for a picture) as known words that
 weigh nothing; --lexicons for other names of the known words from WordNet (limner.text.lexicon),
 at each depth (links) and number of each known word's senses; --modifiers for dropping a new word
-written right before a known one ("tomato red" -> "red"). --floor F, --filler, --lexicon D:S and
---modifier read every set with that setting (the model's own otherwise).
+written right before a known one ("tomato red" -> "red"); --colour-names for colour names read as
+the known colour nearest them in colour (limner.text.colour_names). --floor F, --filler, --lexicon D:S,
+--modifier and --colour-name read every set with that setting (the model's own otherwise).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the firs
 # written before the relevance floor was tried; read once, for the filler words (with and without)
 THIRD_KEPT_ASIDE = "kept_aside_3"
 FOURTH_KEPT_ASIDE = "kept_aside_4"  # written before the WordNet lexicon was built; read once, for it
-FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; read once, for it
+FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; to be read once, for a setting that wins
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -91,44 +94,48 @@ OWN = "own"  # a lexicon setting: the model's own table, as saved
 
 
 def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int,
-         settings: list[tuple[int | None, float, float, bool, str | None, bool]]) -> None:
-    """The development set under each (context layer, margin, floor, filler, lexicon, modifiers) (the model's temperature kept), and
+         settings: list[tuple[int | None, float, float, bool, str | None, bool, bool]]) -> None:
+    """The development set under each (context layer, margin, floor, filler, lexicon, modifiers, colour names) (the model's
+    temperature kept), and
     shapes_gan.py's development rewordings (synonyms in caption-like phrases), which a floor must not lose."""
     from shapes_gan import development_paraphrases  # shapes_gan imports this module: only here
 
     base = pipe.text_encoder
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9}  {'training captions (min cos)':>27}  sentences all-four  "
+    print(f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7}  "
+          f"{'training captions (min cos)':>27}  sentences all-four  "
           "colour synonyms all-four (colour)  development rewordings all-four")
-    for layer, margin, floor, filler, lexicon, modifiers in settings:
+    for layer, margin, floor, filler, lexicon, modifiers, colour_names in settings:
         pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor, filler=filler,
-                                            lexicon=lexicon, modifiers=modifiers)
+                                            lexicon=lexicon, modifiers=modifiers, colour_names=colour_names)
         same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
         scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
         sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
         rewordings = shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4)
         print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5} {'on' if filler else 'off':>6} {lexicon or 'off':>7} "
-              f"{'on' if modifiers else 'off':>9}  "
+              f"{'on' if modifiers else 'off':>9} {'on' if colour_names else 'off':>7}  "
               f"{same:>27.4f}  {sentences['all']:>19.3f}  "
               f"{colours['all']:>24.3f} ({colours['color']:.3f})  {rewordings['all']:>31.3f}", flush=True)
     pipe.text_encoder = base
 
 
 def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], *, context_layer: int | None, margin: float,
-                    floor: float, filler: bool = False, lexicon: str | None = None, modifiers: bool = False) -> AnchoredWordEncoder:
+                    floor: float, filler: bool = False, lexicon: str | None = None, modifiers: bool = False,
+                    colour_names: bool = False) -> AnchoredWordEncoder:
     """The model's anchored encoder built again from its training captions with other settings;
     filler: with limner.text.filler's words as known words that weigh nothing; lexicon "D:S":
     with WordNet's other names for the known words, D links deep from each one's first S senses (OWN: the model's own table);
-    modifiers: a new word right before a known one dropped."""
+    modifiers: a new word right before a known one dropped; colour_names: the colour survey's names read as the nearest
+    known colour (on top of the lexicon, OWN included)."""
     depth, senses = map(int, lexicon.split(":")) if lexicon and lexicon != OWN else (0, 1)
     encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
                                                 margin=margin, context_layer=context_layer, floor=floor,
                                                 filler=PROMPT_FILLER if filler else (),
                                                 lexicon=wordnet() if lexicon and lexicon != OWN else None, lexicon_depth=depth,
-                                                lexicon_senses=senses, modifiers=modifiers)
+                                                lexicon_senses=senses, modifiers=modifiers, colour_names=colour_names)
     if lexicon == OWN:
-        encoder.lexicon = dict(base.lexicon)
+        encoder.lexicon = {**base.lexicon, **encoder.lexicon}
     weighted = lambda vocabulary: {token: weight for token, weight in vocabulary.items() if weight}  # noqa: E731 (filler weighs 0)
     if weighted(encoder.vocabulary) != weighted(base.vocabulary):
         raise SystemExit("the training captions found give another vocabulary than the model's: is its dataset the one it was trained on?")
@@ -164,38 +171,47 @@ def main() -> None:
     parser.add_argument("--modifiers", action="store_true",
                         help="the development set without and with new words right before a known word dropped (4 images per caption)")
     parser.add_argument("--modifier", action="store_true", help="read every set with new words right before a known word dropped")
+    parser.add_argument("--colour-names", action="store_true",
+                        help="the development set without and with the colour survey's names read as the nearest known colour (4 images per caption)")
+    parser.add_argument("--colour-name", action="store_true", help="read every set with the colour survey's names read as the nearest known colour")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     base = pipe.text_encoder
     rebuilds = (args.grid or args.floors or args.fillers or args.floor is not None or args.filler or args.lexicons or args.lexicon
-                or args.modifiers or args.modifier)
+                or args.modifiers or args.modifier or args.colour_names or args.colour_name)
     if rebuilds and not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --floor, --filler, --lexicon and --modifier rebuild "
+        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --floor, --filler, --lexicon, "
+                         "--modifier and --colour-name rebuild "
                          "an anchored text encoder; "
                          f"{args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
-        settings = [(layer, margin, base.floor, False, None, False) for layer in GRID_LAYERS for margin in GRID_MARGINS]
+        settings = [(layer, margin, base.floor, False, None, False, False) for layer in GRID_LAYERS for margin in GRID_MARGINS]
         return grid(pipe, args.model_dir, 4, settings)
     if args.floors:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor, False, None, False) for floor in args.floors])
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor, False, None, False, False) for floor in args.floors])
     filler = has_filler(base)
     if args.fillers:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, on, None, False) for on in (False, True)])
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, on, None, False, False) for on in (False, True)])
     if args.lexicons:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, False)
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, False, False)
                                               for lexicon in (None, *args.lexicons)])
     lexicon = args.lexicon or (OWN if base.lexicon else None)
     if args.modifiers:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, on) for on in (False, True)])
-    if args.floor is not None or args.filler or args.lexicon or args.modifier:
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, on, False)
+                                              for on in (False, True)])
+    if args.colour_names:
+        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, base.modifiers, on)
+                                              for on in (False, True)])
+    if args.floor is not None or args.filler or args.lexicon or args.modifier or args.colour_name:
         captions = model_training_captions(args.model_dir, limit=100_000)
         floor = base.floor if args.floor is None else args.floor
         modifiers = args.modifier or base.modifiers
         pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin,
-                                            floor=floor, filler=args.filler or filler, lexicon=lexicon, modifiers=modifiers)
+                                            floor=floor, filler=args.filler or filler, lexicon=lexicon, modifiers=modifiers,
+                                            colour_names=args.colour_name)
         print(f"relevance floor {floor} (the model's own: {base.floor}); filler words {'on' if args.filler or filler else 'off'}; "
-              f"lexicon {lexicon or 'off'}; modifiers {'on' if modifiers else 'off'}")
+              f"lexicon {lexicon or 'off'}; modifiers {'on' if modifiers else 'off'}; colour names {'on' if args.colour_name else 'own'}")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
              *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]

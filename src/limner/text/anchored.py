@@ -15,7 +15,8 @@ but only at 0.21, where a synonym such as "big" lies at 0.59 from "large", so th
 a whole sentence no longer pulls the caption towards a colour or a place. The result is
 L2-normalised.
 
-With a lexicon (`lexicon`: {other name: known word}, limner.text.lexicon, from WordNet), a
+With a lexicon (`lexicon`: {other name: known word}, limner.text.lexicon, from WordNet and
+limner.text.colour_names, from the xkcd colour survey), a
 prompt's other names for known words are first read as those words ("a maroon orb" -> "a red
 orb"): for names the language model's word table places far from what they mean. With
 `modifiers`, a new word written right before a known one that qualifies a third is dropped
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from limner.errors import ConfigError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.filler import filler_tokens
+from limner.text.colour_names import nearest_colour_names
 from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, other_names, rewrite, without_modifiers
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
@@ -144,12 +146,15 @@ class AnchoredWordEncoder(TextEncoder):
                       temperature: float = DEFAULT_TEMPERATURE, margin: float = DEFAULT_MARGIN,
                       context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
                       filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
-                      lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False) -> "AnchoredWordEncoder":
+                      lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False,
+                      colour_names: bool = False) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
         other names for the known words (limner.text.lexicon.other_names) are read as those words.
-        modifiers: a new word that qualifies a known word is dropped (lexicon.without_modifiers)."""
+        modifiers: a new word that qualifies a known word is dropped (lexicon.without_modifiers).
+        colour_names: the xkcd survey's colour names read as the known colour word nearest them in
+        colour (limner.text.colour_names); where WordNet names the same word, the colour decides."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -160,11 +165,13 @@ class AnchoredWordEncoder(TextEncoder):
             raise ConfigError("filler words need anchored pooling by input embeddings (no context layer): "
                               "the training captions never use them, so they have no state in context to anchor to")
         vocabulary.update(dict.fromkeys(filler, 0.0))
-        table = None
+        targets = [token for token, weight in vocabulary.items() if weight > 0 and token.isalpha()]
+        table = {}
         if lexicon is not None:
-            targets = [token for token, weight in vocabulary.items() if weight > 0 and token.isalpha()]
-            table = {name: word for name, word in other_names(lexicon, targets, depth=lexicon_depth, senses=lexicon_senses).items()
-                     if name not in vocabulary}
+            table.update(other_names(lexicon, targets, depth=lexicon_depth, senses=lexicon_senses))
+        if colour_names:
+            table.update(nearest_colour_names(targets))
+        table = {name: word for name, word in table.items() if name not in vocabulary}
         encoder = cls(name_or_path, vocabulary=vocabulary, temperature=temperature, margin=margin,
                       context_layer=context_layer, floor=floor, lexicon=table, modifiers=modifiers)
         if context_layer is not None:

@@ -53,6 +53,9 @@ class TrainConfig:
     # WordNet (limner.text.lexicon): "wordnet" looks in the usual places and trains without it, with a
     # warning, where it is not installed; a folder must hold WordNet's database files. None: off
     text_anchor_lexicon: str | None = None
+    # "anchored": colour names from the xkcd survey ("sage", "navy") read as the known colour word nearest
+    # them in colour (limner.text.colour_names); where the WordNet lexicon names the same word, the colour decides
+    text_anchor_colour_names: bool = False
     # "anchored": a new word right before a known word that qualifies a third is dropped ("a tomato red circle" -> "a red circle")
     text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
@@ -93,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"text_anchor_filler needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_modifiers and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_modifiers needs text_pooling \"anchored\", got {self.text_pooling!r}")
+        if self.text_anchor_colour_names and self.text_pooling != ANCHORED:
+            raise ConfigError(f"text_anchor_colour_names needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_lexicon is not None and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_lexicon needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:

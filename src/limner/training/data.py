@@ -41,7 +41,8 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
                                                  floor=config.text_anchor_floor,
                                                  filler=PROMPT_FILLER if config.text_anchor_filler else (),
                                                  lexicon=find_lexicon(config.text_anchor_lexicon),
-                                                 modifiers=config.text_anchor_modifiers)
+                                                 modifiers=config.text_anchor_modifiers,
+                                                 colour_names=config.text_anchor_colour_names)
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
