@@ -6,8 +6,8 @@ and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_
 --third-kept-aside reads wording_kept_aside_3.json (written before the relevance floor was
 tried; read once, for the filler words, with and without them); --fourth-kept-aside reads
 wording_kept_aside_4.json (written before the WordNet lexicon was built; read once, for it);
---fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; to be read once, for a setting
-that wins on the development set). Each set
+--fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; read once, for the colour
+survey's names, with and without). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -59,7 +59,7 @@ KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the firs
 # written before the relevance floor was tried; read once, for the filler words (with and without)
 THIRD_KEPT_ASIDE = "kept_aside_3"
 FOURTH_KEPT_ASIDE = "kept_aside_4"  # written before the WordNet lexicon was built; read once, for it
-FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; to be read once, for a setting that wins
+FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; read once, for the colour survey's names
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--fourth-kept-aside", action="store_true",
                         help="also read the fourth kept-aside set (written before the WordNet lexicon; read once, for it)")
     parser.add_argument("--fifth-kept-aside", action="store_true",
-                        help="also read the fifth kept-aside set (written before the modifier rule; to be read once, for it)")
+                        help="also read the fifth kept-aside set (read once, for the colour survey's names)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
