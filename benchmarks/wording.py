@@ -7,7 +7,8 @@ and, with --kept-aside, the kept-aside sets wording_kept_aside.json and wording_
 tried; read once, for the filler words, with and without them); --fourth-kept-aside reads
 wording_kept_aside_4.json (written before the WordNet lexicon was built; read once, for it);
 --fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; read once, for the colour
-survey's names, with and without). Each set
+survey's names, with and without); --sixth-kept-aside reads wording_kept_aside_6.json (written before general
+shape names were read as their known kind; to be read once, for a setting that wins). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -54,12 +55,14 @@ from limner.training.data import model_training_captions
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
         "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json",
-        "kept_aside_4": PROMPT_SETS / "wording_kept_aside_4.json", "kept_aside_5": PROMPT_SETS / "wording_kept_aside_5.json"}
+        "kept_aside_4": PROMPT_SETS / "wording_kept_aside_4.json", "kept_aside_5": PROMPT_SETS / "wording_kept_aside_5.json",
+        "kept_aside_6": PROMPT_SETS / "wording_kept_aside_6.json"}
 KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
 # written before the relevance floor was tried; read once, for the filler words (with and without)
 THIRD_KEPT_ASIDE = "kept_aside_3"
 FOURTH_KEPT_ASIDE = "kept_aside_4"  # written before the WordNet lexicon was built; read once, for it
 FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; read once, for the colour survey's names
+SIXTH_KEPT_ASIDE = "kept_aside_6"  # written before general shape names were read as their known kind; unread
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -158,6 +161,8 @@ def main() -> None:
                         help="also read the fourth kept-aside set (written before the WordNet lexicon; read once, for it)")
     parser.add_argument("--fifth-kept-aside", action="store_true",
                         help="also read the fifth kept-aside set (read once, for the colour survey's names)")
+    parser.add_argument("--sixth-kept-aside", action="store_true",
+                        help="also read the sixth kept-aside set (to be read once, for a setting that wins)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
@@ -213,7 +218,8 @@ def main() -> None:
         print(f"relevance floor {floor} (the model's own: {base.floor}); filler words {'on' if args.filler or filler else 'off'}; "
               f"lexicon {lexicon or 'off'}; modifiers {'on' if modifiers else 'off'}; colour names {'on' if args.colour_name else 'own'}")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
-             *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()))
+             *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
+             *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
               **evaluate_wording(pipe, names, images_per_caption=args.images_per_caption)}
