@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from limner.data import shapes
@@ -49,7 +50,7 @@ from limner.metrics import shapes_accuracy
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder
 from limner.text.filler import PROMPT_FILLER
-from limner.text.lexicon import WordNet
+from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet
 from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
@@ -96,48 +97,64 @@ GRID_MARGINS = (0.15, 0.05, 0.0)
 OWN = "own"  # a lexicon setting: the model's own table, as saved
 
 
-def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int,
-         settings: list[tuple[int | None, float, float, bool, str | None, bool, bool]]) -> None:
-    """The development set under each (context layer, margin, floor, filler, lexicon, modifiers, colour names) (the model's
-    temperature kept), and
-    shapes_gan.py's development rewordings (synonyms in caption-like phrases), which a floor must not lose."""
+@dataclass(frozen=True)
+class Reading:
+    """How an anchored encoder is rebuilt to read prompts (the model's temperature kept)."""
+    layer: int | None
+    margin: float
+    floor: float
+    filler: bool = False
+    lexicon: str | None = None  # "D:S": WordNet's other names, D links deep from each known word's first S senses; OWN
+    modifiers: bool = False
+    colour_names: bool = False
+    general_shapes: bool = False
+
+    def row(self) -> str:
+        on = lambda flag: "on" if flag else "off"  # noqa: E731
+        return (f"{'none' if self.layer is None else self.layer:>5} {self.margin:>6} {self.floor:>5} {on(self.filler):>6} "
+                f"{self.lexicon or 'off':>7} {on(self.modifiers):>9} {on(self.colour_names):>7} {on(self.general_shapes):>7}")
+
+
+READING_HEADER = f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7} {'shapes':>7}"
+
+
+def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, readings: list[Reading]) -> None:
+    """The development set under each reading, and shapes_gan.py's development rewordings (synonyms in
+    caption-like phrases), which a reading must not lose."""
     from shapes_gan import development_paraphrases  # shapes_gan imports this module: only here
 
     base = pipe.text_encoder
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7}  "
-          f"{'training captions (min cos)':>27}  sentences all-four  "
+    print(f"{READING_HEADER}  {'training captions (min cos)':>27}  sentences all-four  "
           "colour synonyms all-four (colour)  development rewordings all-four")
-    for layer, margin, floor, filler, lexicon, modifiers, colour_names in settings:
-        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=layer, margin=margin, floor=floor, filler=filler,
-                                            lexicon=lexicon, modifiers=modifiers, colour_names=colour_names)
+    for reading in readings:
+        pipe.text_encoder = rebuilt_encoder(base, captions, reading)
         same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
         scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
         sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
         rewordings = shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4)
-        print(f"{'none' if layer is None else layer:>5} {margin:>6} {floor:>5} {'on' if filler else 'off':>6} {lexicon or 'off':>7} "
-              f"{'on' if modifiers else 'off':>9} {'on' if colour_names else 'off':>7}  "
-              f"{same:>27.4f}  {sentences['all']:>19.3f}  "
+        print(f"{reading.row()}  {same:>27.4f}  {sentences['all']:>19.3f}  "
               f"{colours['all']:>24.3f} ({colours['color']:.3f})  {rewordings['all']:>31.3f}", flush=True)
     pipe.text_encoder = base
 
 
-def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], *, context_layer: int | None, margin: float,
-                    floor: float, filler: bool = False, lexicon: str | None = None, modifiers: bool = False,
-                    colour_names: bool = False) -> AnchoredWordEncoder:
-    """The model's anchored encoder built again from its training captions with other settings;
-    filler: with limner.text.filler's words as known words that weigh nothing; lexicon "D:S":
-    with WordNet's other names for the known words, D links deep from each one's first S senses (OWN: the model's own table);
-    modifiers: a new word right before a known one dropped; colour_names: the colour survey's names read as the nearest
-    known colour (on top of the lexicon, OWN included)."""
-    depth, senses = map(int, lexicon.split(":")) if lexicon and lexicon != OWN else (0, 1)
+def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], reading: Reading) -> AnchoredWordEncoder:
+    """The model's anchored encoder built again from its training captions to read as `reading` says:
+    filler: with limner.text.filler's words as known words that weigh nothing; lexicon "D:S": with
+    WordNet's other names for the known words (OWN: the model's own table); modifiers: a new word
+    right before a known one dropped; colour_names: the colour survey's names read as the nearest
+    known colour; general_shapes: general shape names read as their single known shape (the last two
+    on top of the lexicon, OWN included)."""
+    depth, senses = map(int, reading.lexicon.split(":")) if reading.lexicon not in (None, OWN) else (DEFAULT_DEPTH, DEFAULT_SENSES)
+    use_wordnet = reading.lexicon not in (None, OWN) or reading.general_shapes
     encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
-                                                margin=margin, context_layer=context_layer, floor=floor,
-                                                filler=PROMPT_FILLER if filler else (),
-                                                lexicon=wordnet() if lexicon and lexicon != OWN else None, lexicon_depth=depth,
-                                                lexicon_senses=senses, modifiers=modifiers, colour_names=colour_names)
-    if lexicon == OWN:
+                                                margin=reading.margin, context_layer=reading.layer, floor=reading.floor,
+                                                filler=PROMPT_FILLER if reading.filler else (),
+                                                lexicon=wordnet() if use_wordnet else None, lexicon_depth=depth,
+                                                lexicon_senses=senses, modifiers=reading.modifiers,
+                                                colour_names=reading.colour_names, general_shapes=reading.general_shapes)
+    if reading.lexicon == OWN:
         encoder.lexicon = {**base.lexicon, **encoder.lexicon}
     weighted = lambda vocabulary: {token: weight for token, weight in vocabulary.items() if weight}  # noqa: E731 (filler weighs 0)
     if weighted(encoder.vocabulary) != weighted(base.vocabulary):
@@ -179,44 +196,44 @@ def main() -> None:
     parser.add_argument("--colour-names", action="store_true",
                         help="the development set without and with the colour survey's names read as the nearest known colour (4 images per caption)")
     parser.add_argument("--colour-name", action="store_true", help="read every set with the colour survey's names read as the nearest known colour")
+    parser.add_argument("--general-shapes", action="store_true",
+                        help="the development set without and with general shape names read as their single known shape "
+                             "(4 images per caption; colour names on in both)")
+    parser.add_argument("--general-shape", action="store_true", help="read every set with general shape names read as their known shape")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     base = pipe.text_encoder
-    rebuilds = (args.grid or args.floors or args.fillers or args.floor is not None or args.filler or args.lexicons or args.lexicon
-                or args.modifiers or args.modifier or args.colour_names or args.colour_name)
-    if rebuilds and not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --floor, --filler, --lexicon, "
-                         "--modifier and --colour-name rebuild "
-                         "an anchored text encoder; "
-                         f"{args.model_dir} reads captions with {type(base).__name__}")
+    grids = (args.grid, args.floors, args.fillers, args.lexicons, args.modifiers, args.colour_names, args.general_shapes)
+    settings = (args.floor is not None, args.filler, args.lexicon, args.modifier, args.colour_name, args.general_shape)
+    if any(grids + settings) and not isinstance(base, AnchoredWordEncoder):
+        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes and the settings "
+                         f"they try rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
-        settings = [(layer, margin, base.floor, False, None, False, False) for layer in GRID_LAYERS for margin in GRID_MARGINS]
-        return grid(pipe, args.model_dir, 4, settings)
+        return grid(pipe, args.model_dir, 4, [Reading(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS])
+    own = Reading(base.context_layer, base.margin, base.floor)
     if args.floors:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, floor, False, None, False, False) for floor in args.floors])
-    filler = has_filler(base)
+        return grid(pipe, args.model_dir, 4, [replace(own, floor=floor) for floor in args.floors])
     if args.fillers:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, on, None, False, False) for on in (False, True)])
+        return grid(pipe, args.model_dir, 4, [replace(own, filler=on) for on in (False, True)])
+    own = replace(own, filler=has_filler(base))
     if args.lexicons:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, False, False)
-                                              for lexicon in (None, *args.lexicons)])
-    lexicon = args.lexicon or (OWN if base.lexicon else None)
+        return grid(pipe, args.model_dir, 4, [replace(own, lexicon=lexicon) for lexicon in (None, *args.lexicons)])
+    own = replace(own, lexicon=args.lexicon or (OWN if base.lexicon else None))
     if args.modifiers:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, on, False)
-                                              for on in (False, True)])
+        return grid(pipe, args.model_dir, 4, [replace(own, modifiers=on) for on in (False, True)])
+    own = replace(own, modifiers=base.modifiers)
     if args.colour_names:
-        return grid(pipe, args.model_dir, 4, [(base.context_layer, base.margin, base.floor, filler, lexicon, base.modifiers, on)
-                                              for on in (False, True)])
-    if args.floor is not None or args.filler or args.lexicon or args.modifier or args.colour_name:
+        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=on) for on in (False, True)])
+    if args.general_shapes:
+        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=on) for on in (False, True)])
+    if any(settings):
         captions = model_training_captions(args.model_dir, limit=100_000)
-        floor = base.floor if args.floor is None else args.floor
-        modifiers = args.modifier or base.modifiers
-        pipe.text_encoder = rebuilt_encoder(base, captions, context_layer=base.context_layer, margin=base.margin,
-                                            floor=floor, filler=args.filler or filler, lexicon=lexicon, modifiers=modifiers,
-                                            colour_names=args.colour_name)
-        print(f"relevance floor {floor} (the model's own: {base.floor}); filler words {'on' if args.filler or filler else 'off'}; "
-              f"lexicon {lexicon or 'off'}; modifiers {'on' if modifiers else 'off'}; colour names {'on' if args.colour_name else 'own'}")
+        reading = replace(own, floor=base.floor if args.floor is None else args.floor, filler=args.filler or own.filler,
+                          modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape,
+                          general_shapes=args.general_shape)
+        pipe.text_encoder = rebuilt_encoder(base, captions, reading)
+        print(f"{READING_HEADER}\n{reading.row()}  (the model's own relevance floor: {base.floor}; colours off: the model's own table)")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
              *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
              *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()))

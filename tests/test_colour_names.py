@@ -83,3 +83,9 @@ def test_colour_names_need_anchored_pooling():
         build_train_config("shapes", {"text_pooling": "mean", "text_anchor_filler": False, "text_anchor_lexicon": None,
                                       "text_anchor_colour_names": True})
     assert build_train_config("shapes", {"text_anchor_colour_names": True}).text_anchor_colour_names
+
+
+def test_another_pooling_drops_the_presets_anchored_settings():
+    config = build_train_config("shapes", {"text_pooling": "mean"})  # the preset's filler, lexicon and colours give way
+    assert not config.text_anchor_filler and config.text_anchor_lexicon is None and not config.text_anchor_colour_names
+    assert build_train_config("shapes").text_anchor_colour_names

@@ -10,7 +10,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.models import Generator
 from limner.pipelines import TextToImagePipeline
 from limner.text import AnchoredWordEncoder, load_text_encoder
-from limner.text.lexicon import WordNet, other_names, rewrite, without_modifiers
+from limner.text.lexicon import WordNet, general_shape_names, other_names, rewrite, without_modifiers
 from limner.text.prompts import NO_KNOWN_WORDS, vocabulary_of
 from limner.training import build_train_config
 from limner.training.data import find_lexicon
@@ -37,9 +37,9 @@ ADJECTIVES = [  # (offset, type, names, pointers)
 ]
 
 
-def data_line(offset: str, kind: str, names: str, pointers) -> str:
+def data_line(offset: str, kind: str, names: str, pointers, field: str = "00") -> str:
     words = names.split()
-    fields = [offset, "00", kind, f"{len(words):02x}", *[f"{word} 0" for word in words], f"{len(pointers):03d}"]
+    fields = [offset, field, kind, f"{len(words):02x}", *[f"{word} 0" for word in words], f"{len(pointers):03d}"]
     fields += [f"{symbol} {target} {part} 0000" for symbol, target, part in pointers]
     return " ".join(fields) + " | a gloss\n"
 
@@ -47,11 +47,11 @@ def data_line(offset: str, kind: str, names: str, pointers) -> str:
 def write_wordnet(folder, nouns=NOUNS, adjectives=ADJECTIVES):
     folder.mkdir(parents=True, exist_ok=True)
     licence = "  1 This is a licence line, as WordNet's files begin\n"
-    for part, rows in (("noun", [(o, "n", names, p) for o, names, p in nouns]), ("adj", adjectives)):
+    for part, rows in (("noun", [(o, "n", *rest) for o, *rest in nouns]), ("adj", adjectives)):
         letter = "n" if part == "noun" else "a"
         (folder / f"data.{part}").write_text(licence + "".join(data_line(*row) for row in rows))
         index: dict[str, list[str]] = {}
-        for offset, _, names, _ in rows:
+        for offset, _, names, *_ in rows:
             for name in names.split():
                 index.setdefault(name, []).append(offset)
         (folder / f"index.{part}").write_text(licence + "".join(
@@ -146,7 +146,7 @@ def test_the_anchored_encoder_reads_other_names_as_known_words(wordnet):
 
 def test_the_training_setting_finds_wordnet_or_trains_without_it(tmp_path, monkeypatch, caplog):
     with pytest.raises(ConfigError, match="text_anchor_lexicon needs text_pooling"):
-        build_train_config("shapes", {"text_pooling": "mean", "text_anchor_filler": False, "text_anchor_lexicon": "wordnet"})
+        build_train_config("shapes", {"text_pooling": "mean", "text_anchor_lexicon": "wordnet"})
     monkeypatch.setattr("limner.text.lexicon.SEARCHED", (str(tmp_path / "nowhere"),))
     monkeypatch.delenv("LIMNER_WORDNET", raising=False)
     with caplog.at_level(logging.WARNING, logger="limner.train"):
@@ -164,3 +164,42 @@ def test_a_prompt_in_other_names_is_not_warned_about(wordnet):
     pipe = TextToImagePipeline(Generator(tiny_generator_config(text_dim=encoder.dim)), encoder, training_words=vocabulary_of(captions))
     assert pipe.prompt_warnings("maroon disk") == []  # read as "red circle"
     assert [code for code, _ in pipe.prompt_warnings("a teal rhombus")] == [NO_KNOWN_WORDS]
+
+
+SHAPE = "25"  # noun.shape
+SHAPE_NOUNS = [  # (offset, names, pointers, lexicographer file)
+    ("00000019", "quadrangle court", [], "15"),  # "quadrangle"'s first sense, a courtyard: not read as a shape
+    ("00000020", "figure", [], SHAPE),
+    ("00000021", "polygon", [("@", "00000020", "n")], SHAPE),
+    ("00000022", "quadrilateral quadrangle", [("@", "00000021", "n")], SHAPE),
+    ("00000023", "rectangle", [("@", "00000022", "n")], SHAPE),
+    ("00000024", "square", [("@", "00000023", "n")], SHAPE),
+    ("00000025", "triangle", [("@", "00000021", "n")], SHAPE),
+    ("00000026", "ellipse oval", [("@", "00000020", "n")], SHAPE),
+    ("00000027", "circle", [("@", "00000026", "n")], SHAPE),
+    ("00000030", "position", [], "15"),  # noun.location: places are not read this way
+    ("00000031", "left", [("@", "00000030", "n")], "15"),
+]
+
+
+def test_a_general_shape_name_reads_as_its_single_known_shape(tmp_path):
+    wordnet = WordNet(write_wordnet(tmp_path / "wordnet", nouns=SHAPE_NOUNS, adjectives=[]))
+    table = general_shape_names(wordnet, ["circle", "square", "triangle", "left", "red"])
+    # polygon and figure are above two shapes, "quadrangle" is first a courtyard, position is a place
+    assert table == {"oval": "circle", "ellipse": "circle", "rectangle": "square", "quadrilateral": "square"}
+    assert general_shape_names(wordnet, ["square"], depth=1) == {"rectangle": "square"}
+    assert "polygon" in general_shape_names(wordnet, ["triangle"])  # above one known shape only
+
+
+def test_the_anchored_encoder_reads_general_shapes_only_when_asked(tmp_path):
+    wordnet = WordNet(write_wordnet(tmp_path / "wordnet", nouns=SHAPE_NOUNS, adjectives=[]))
+    captions = [c.caption for c in shapes.train_compositions()]
+    plain = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet)
+    encoder = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet, general_shapes=True)
+    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
+    assert encoder.reading("a small red oval in the top left") == "a small red circle in the top left"
+    assert plain.reading("a small red oval in the top left") == "a small red oval in the top left"
+    with pytest.raises(ConfigError, match="general shape names are read from WordNet"):
+        AnchoredWordEncoder.from_captions(captions, general_shapes=True)
+    with pytest.raises(ConfigError, match="text_anchor_general_shapes reads WordNet"):
+        build_train_config("shapes", {"text_anchor_lexicon": None, "text_anchor_general_shapes": True})

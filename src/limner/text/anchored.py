@@ -43,7 +43,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.filler import filler_tokens
 from limner.text.colour_names import nearest_colour_names
-from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, other_names, rewrite, without_modifiers
+from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, general_shape_names, other_names, rewrite, without_modifiers
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
 DEFAULT_TEMPERATURE = 0.02
@@ -147,14 +147,16 @@ class AnchoredWordEncoder(TextEncoder):
                       context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
                       filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
                       lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False,
-                      colour_names: bool = False) -> "AnchoredWordEncoder":
+                      colour_names: bool = False, general_shapes: bool = False) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
         other names for the known words (limner.text.lexicon.other_names) are read as those words.
         modifiers: a new word that qualifies a known word is dropped (lexicon.without_modifiers).
         colour_names: the xkcd survey's colour names read as the known colour word nearest them in
-        colour (limner.text.colour_names); where WordNet names the same word, the colour decides."""
+        colour (limner.text.colour_names); where WordNet names the same word, the colour decides.
+        general_shapes (with a lexicon): a general name WordNet places above a single known shape is
+        read as that shape ("oval" -> circle; lexicon.general_shape_names)."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -167,6 +169,10 @@ class AnchoredWordEncoder(TextEncoder):
         vocabulary.update(dict.fromkeys(filler, 0.0))
         targets = [token for token, weight in vocabulary.items() if weight > 0 and token.isalpha()]
         table = {}
+        if general_shapes and lexicon is None:
+            raise ConfigError("general shape names are read from WordNet: give a lexicon too")
+        if general_shapes:
+            table.update(general_shape_names(lexicon, targets))
         if lexicon is not None:
             table.update(other_names(lexicon, targets, depth=lexicon_depth, senses=lexicon_senses))
         if colour_names:

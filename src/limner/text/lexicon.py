@@ -45,12 +45,15 @@ AS_WRITTEN = frozenset(RELATION_WORDS + PROMPT_FILLER)
 WORDNET = "wordnet"  # text_anchor_lexicon's name for "WordNet, wherever it is installed"
 DEFAULT_DEPTH = 2
 DEFAULT_SENSES = 3  # depth 2 and 3 senses: the best on the development set (benchmarks/wording.py --lexicons)
+SHAPE_FIELD = "25"  # WordNet's lexicographer file noun.shape: two- and three-dimensional shapes
+GENERAL_DEPTH = 3  # square -> rectangle -> parallelogram -> quadrilateral
 
 
 @dataclass(frozen=True)
 class Synset:
     names: tuple[str, ...]  # lower case, words joined by spaces
     upward: tuple[str, ...]  # keys ("n:04962784") of the synsets this one is a kind of / similar to
+    field: str = ""  # its lexicographer file's number ("25": noun.shape)
 
 
 class WordNet:
@@ -129,7 +132,7 @@ def parse_data_line(line: str, letter: str) -> tuple[str, Synset]:
         if (symbol in UPWARD or (symbol == SIMILAR and satellite)
                 or (symbol == DERIVED and letter == "a" and part == "n")):
             upward.append(f"{part}:{target}")
-    return f"{letter}:{offset}", Synset(names, tuple(dict.fromkeys(upward)))
+    return f"{letter}:{offset}", Synset(names, tuple(dict.fromkeys(upward)), field=fields[1])
 
 
 def strip_marker(word: str) -> str:
@@ -156,6 +159,40 @@ def other_names(wordnet: WordNet, known: Iterable[str], *, depth: int = DEFAULT_
         if reached is not None:
             table[name] = reached
     return table
+
+
+def general_shape_names(wordnet: WordNet, known: Iterable[str], *, depth: int = GENERAL_DEPTH) -> dict[str, str]:
+    """{general name: known shape} for each name of a shape WordNet places above exactly one known
+    word's first noun sense, within `depth` hypernym links, where that sense is a shape (noun.shape)
+    and the name's own first noun sense is the one above ("oval" -> circle, "quadrilateral" and
+    "rectangle" -> square; "polygon" is above square and triangle both, so it is left out).
+    Only shapes: WordNet's shapes form one taxonomy of figures, where its places and sizes do not
+    ("position" is above "left" but not "top", "size" above the noun "large")."""
+    known = sorted(set(known))
+    below: dict[str, set[str]] = {}  # synset key -> the known shapes under it
+    for word in known:
+        sense = first_noun_sense(wordnet, word)
+        if sense is None or wordnet.synsets[sense].field != SHAPE_FIELD:
+            continue
+        level, seen = [sense], {sense}
+        for _ in range(depth):
+            level = [up for key in level for up in wordnet.synsets[key].upward
+                     if up.startswith("n:") and up in wordnet.synsets and up not in seen]
+            seen.update(level)
+            for key in level:
+                below.setdefault(key, set()).add(word)
+    table = {}
+    for key, words in sorted(below.items()):
+        if len(words) != 1:
+            continue
+        for name in wordnet.synsets[key].names:
+            if name not in known and name not in AS_WRITTEN and first_noun_sense(wordnet, name) == key:
+                table[name] = next(iter(words))
+    return table
+
+
+def first_noun_sense(wordnet: WordNet, name: str) -> str | None:
+    return next((key for key in wordnet.senses.get(name, []) if key.startswith("n:") and key in wordnet.synsets), None)
 
 
 def names_below(wordnet: WordNet, targets: dict[str, set[str]], depth: int) -> set[str]:

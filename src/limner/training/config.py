@@ -56,6 +56,9 @@ class TrainConfig:
     # "anchored": colour names from the xkcd survey ("sage", "navy") read as the known colour word nearest
     # them in colour (limner.text.colour_names); where the WordNet lexicon names the same word, the colour decides
     text_anchor_colour_names: bool = False
+    # "anchored", with text_anchor_lexicon: a general name WordNet places above a single known shape is read
+    # as that shape ("oval" -> circle, "quadrilateral" -> square; limner.text.lexicon.general_shape_names)
+    text_anchor_general_shapes: bool = False
     # "anchored": a new word right before a known word that qualifies a third is dropped ("a tomato red circle" -> "a red circle")
     text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ConfigError(f"text_anchor_modifiers needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_colour_names and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_colour_names needs text_pooling \"anchored\", got {self.text_pooling!r}")
+        if self.text_anchor_general_shapes and self.text_anchor_lexicon is None:
+            raise ConfigError("text_anchor_general_shapes reads WordNet's shapes: set text_anchor_lexicon too")
         if self.text_anchor_lexicon is not None and self.text_pooling != ANCHORED:
             raise ConfigError(f"text_anchor_lexicon needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:

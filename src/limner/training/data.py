@@ -36,13 +36,15 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
     if config.text_encoder == BAG_OF_WORDS:
         return BagOfWordsEncoder.from_captions(train_captions)
     if config.text_pooling == ANCHORED:
+        lexicon = find_lexicon(config.text_anchor_lexicon)  # None, with a warning, where "wordnet" is not installed
         return AnchoredWordEncoder.from_captions(train_captions, config.text_encoder, temperature=config.text_anchor_temperature,
                                                  margin=config.text_anchor_margin, context_layer=config.text_hidden_layer,
                                                  floor=config.text_anchor_floor,
                                                  filler=PROMPT_FILLER if config.text_anchor_filler else (),
-                                                 lexicon=find_lexicon(config.text_anchor_lexicon),
+                                                 lexicon=lexicon,
                                                  modifiers=config.text_anchor_modifiers,
-                                                 colour_names=config.text_anchor_colour_names)
+                                                 colour_names=config.text_anchor_colour_names,
+                                                 general_shapes=config.text_anchor_general_shapes and lexicon is not None)
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 

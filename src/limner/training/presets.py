@@ -19,7 +19,7 @@ from typing import Any
 from limner.config import config_from_dict, merge_config, read_config_file
 from limner.errors import ConfigError
 from limner.training.config import (
-    AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig, VAETrainConfig,
+    ANCHORED, AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig, VAETrainConfig,
 )
 from limner.training.gan_config import GANTrainConfig
 
@@ -30,6 +30,10 @@ CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
 }
 MODELS = tuple(CONFIG_CLASSES)
 COMMON = "common"
+# settings that only anchored pooling reads: a preset's values of them give way when the overrides
+# choose another pooling (`limner train --text-pooling mean` on the shapes preset), unless named too
+ANCHORED_ONLY = ("text_anchor_filler", "text_anchor_lexicon", "text_anchor_colour_names", "text_anchor_general_shapes",
+                 "text_anchor_modifiers")
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -62,6 +66,8 @@ def build_train_config(preset: str | None = None, overrides: dict[str, Any] | No
     cls = config_class(kind)
     check_keys_belong(cls, overrides, kind)
     values = {**(preset_values(preset, kind) if preset else {}), "model": kind}
+    if overrides.get("text_pooling", ANCHORED) != ANCHORED:
+        values = {key: value for key, value in values.items() if key not in ANCHORED_ONLY}
     config = config_from_dict(cls, values, where=f"preset {preset} ({kind})" if preset else cls.__name__)
     return merge_config(config, overrides)
 
