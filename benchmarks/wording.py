@@ -233,7 +233,8 @@ def main() -> None:
                           modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape,
                           general_shapes=args.general_shape)
         pipe.text_encoder = rebuilt_encoder(base, captions, reading)
-        print(f"{READING_HEADER}\n{reading.row()}  (the model's own relevance floor: {base.floor}; colours off: the model's own table)")
+        print(f"{READING_HEADER}\n{reading.row()}  (lexicon own: the model's saved table, colour names and general shapes "
+              f"added where on; the model's own relevance floor: {base.floor})")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
              *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
              *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()))
