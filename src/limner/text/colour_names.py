@@ -1,16 +1,17 @@
 """Colour names read as the known colour word nearest them in colour.
 
-A language model's word table does not know what most colour names look like: MiniLM places
-"emerald" nearest orange and "navy" nearest orange among the six shapes colours, and WordNet
-does not list "sage" or "amethyst" as kinds of any colour. A colour name's meaning is a colour,
+A language model does not know what most colour names look like: mean-pooled MiniLM reads "a
+small emerald circle" and "a small navy circle" nearest the orange one among the six shapes
+colours, and WordNet does not list "sage" or "amethyst" as kinds of any colour. A colour name's meaning is a colour,
 so it can be measured: the xkcd colour survey named 949 colours by what people called them
 (public domain; matplotlib ships the table as `matplotlib.colors.XKCD_COLORS`), which gives
 each name an sRGB value.
 
 `nearest_colour_names(known)` finds the known words that are basic colour terms (BASIC_COLOURS:
 the eleven that Berlin and Kay found across languages; a caption's "rose" or "lemon" is an object
-as often as a colour, so only these are targets) and reads every other name in the survey as the known colour nearest it in OKLab (a perceptual colour space whose hue
-stays straight from blue to purple, where CIELAB bends blue towards purple), lightness counted at
+as often as a colour, so only these are targets) and reads every other name in the survey as the
+known colour nearest it in OKLab (a perceptual colour space whose hue stays straight from blue to
+purple, where CIELAB bends blue towards purple), lightness counted at
 LIGHTNESS_WEIGHT: people name a dark or a pale colour by its hue ("navy" is a blue, "lilac" a
 purple). A name whose last word is a known colour word is that word ("greenish blue" is a blue).
 Greys (chroma under ACHROMATIC_CHROMA) are read only as a known grey, white or black, and
