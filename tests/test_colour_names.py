@@ -10,7 +10,7 @@ from limner.text import AnchoredWordEncoder, load_text_encoder
 from limner.text.colour_names import nearest_colour_names, oklab, survey_colours
 from limner.text.lexicon import WordNet
 from limner.training import build_train_config
-from tests.test_lexicon import write_wordnet
+from tests.test_lexicon import assert_reads_only_when_asked, write_wordnet
 
 TINY_SURVEY = {
     "red": (1.0, 0.0, 0.0), "blue": (0.0, 0.0, 1.0), "white": (1.0, 1.0, 1.0), "circle": (0.0, 1.0, 0.0),
@@ -58,9 +58,7 @@ def test_the_anchored_encoder_reads_colour_names_only_when_asked():
     captions = [c.caption for c in shapes.train_compositions()]
     plain = AnchoredWordEncoder.from_captions(captions)
     encoder = AnchoredWordEncoder.from_captions(captions, colour_names=True)
-    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
-    assert encoder.reading("a small navy circle in the top left") == "a small blue circle in the top left"
-    assert plain.reading("a small navy circle in the top left") == "a small navy circle in the top left"
+    assert_reads_only_when_asked(plain, encoder, captions, "a small navy circle in the top left", "a small blue circle in the top left")
     pair = encoder.encode(["a small emerald square in the center", "a small green square in the center"]).sentence
     assert torch.allclose(pair[0], pair[1], atol=1e-6)
     assert load_text_encoder(encoder.config()).lexicon == encoder.lexicon

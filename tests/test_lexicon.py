@@ -98,13 +98,19 @@ def test_a_new_word_right_before_a_known_word_is_dropped_as_its_modifier():
         assert without_modifiers(kept, weight) == (kept, [])
 
 
+def assert_reads_only_when_asked(plain, encoder, captions, prompt, reading):
+    """The setting leaves the training captions as they were and rewrites `prompt` only when on."""
+    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
+    assert encoder.reading(prompt) == reading
+    assert plain.reading(prompt) == prompt
+
+
 def test_the_anchored_encoder_drops_modifiers_only_when_asked():
     captions = [c.caption for c in shapes.train_compositions()]
     plain = AnchoredWordEncoder.from_captions(captions)
     encoder = AnchoredWordEncoder.from_captions(captions, modifiers=True)
-    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
-    assert encoder.reading("a small tomato red circle in the top left") == "a small red circle in the top left"
-    assert plain.reading("a small tomato red circle in the top left") == "a small tomato red circle in the top left"
+    assert_reads_only_when_asked(plain, encoder, captions, "a small tomato red circle in the top left",
+                                 "a small red circle in the top left")
     pair = encoder.encode(["a small tomato red circle in the center", "a small red circle in the center"]).sentence
     assert torch.allclose(pair[0], pair[1], atol=1e-6)
     assert load_text_encoder(encoder.config()).modifiers and "modifiers" not in plain.config()
@@ -196,9 +202,7 @@ def test_the_anchored_encoder_reads_general_shapes_only_when_asked(tmp_path):
     captions = [c.caption for c in shapes.train_compositions()]
     plain = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet)
     encoder = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet, general_shapes=True)
-    assert torch.allclose(encoder.encode(captions).sentence, plain.encode(captions).sentence)  # training captions unchanged
-    assert encoder.reading("a small red oval in the top left") == "a small red circle in the top left"
-    assert plain.reading("a small red oval in the top left") == "a small red oval in the top left"
+    assert_reads_only_when_asked(plain, encoder, captions, "a small red oval in the top left", "a small red circle in the top left")
     with pytest.raises(ConfigError, match="general shape names are read from WordNet"):
         AnchoredWordEncoder.from_captions(captions, general_shapes=True)
     with pytest.raises(ConfigError, match="text_anchor_general_shapes reads WordNet"):
