@@ -25,6 +25,9 @@ from limner.training.read_augment import max_shift_for, parse_read_policy, read_
 
 AUTO = "auto"
 ANCHORED = "anchored"  # text_pooling: limner.text.AnchoredWordEncoder
+# settings that only anchored pooling reads (each off as False or None); text_anchor_general_shapes
+# needs text_anchor_lexicon, and through it anchored pooling
+ANCHORED_READING = ("text_anchor_filler", "text_anchor_lexicon", "text_anchor_colour_names", "text_anchor_modifiers")
 BAG_OF_WORDS = "bag-of-words"  # text_encoder: limner.text.BagOfWordsEncoder
 SIGNIFICANT = 0.05  # "auto" keeps directions whose singular value is at least this share of the largest
 
@@ -95,16 +98,11 @@ class TrainConfig:
             raise ConfigError(f"text_pooling must be one of {[*POOLINGS, ANCHORED]} (or unset: the family's own), got {self.text_pooling!r}")
         if not 0 <= self.text_anchor_floor < 1:
             raise ConfigError(f"text_anchor_floor must be 0 (off) or a cosine similarity under 1, got {self.text_anchor_floor}")
-        if self.text_anchor_filler and self.text_pooling != ANCHORED:
-            raise ConfigError(f"text_anchor_filler needs text_pooling \"anchored\", got {self.text_pooling!r}")
-        if self.text_anchor_modifiers and self.text_pooling != ANCHORED:
-            raise ConfigError(f"text_anchor_modifiers needs text_pooling \"anchored\", got {self.text_pooling!r}")
-        if self.text_anchor_colour_names and self.text_pooling != ANCHORED:
-            raise ConfigError(f"text_anchor_colour_names needs text_pooling \"anchored\", got {self.text_pooling!r}")
+        for name in ANCHORED_READING:
+            if getattr(self, name) not in (False, None) and self.text_pooling != ANCHORED:
+                raise ConfigError(f"{name} needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_general_shapes and self.text_anchor_lexicon is None:
             raise ConfigError("text_anchor_general_shapes reads WordNet's shapes: set text_anchor_lexicon too")
-        if self.text_anchor_lexicon is not None and self.text_pooling != ANCHORED:
-            raise ConfigError(f"text_anchor_lexicon needs text_pooling \"anchored\", got {self.text_pooling!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")
