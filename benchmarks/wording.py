@@ -24,6 +24,7 @@ all-four and per-attribute accuracy for each, beside the canonical held-out capt
     python benchmarks/wording.py --model-dir ... --lexicons 1:2 2:2  # without and with WordNet's other names (depth:senses)
     python benchmarks/wording.py --model-dir ... --modifiers        # without and with new words before a known word dropped
     python benchmarks/wording.py --model-dir ... --colour-names     # without and with the colour survey's names
+    python benchmarks/wording.py --model-dir ... --definitions      # without and with nouns read by their definitions
 
 --grid reads the development set with the model's anchored text encoder rebuilt at every
 context layer (none: input embeddings) and anchor margin, from the model's own training
@@ -35,8 +36,11 @@ weighs nothing), at the model's own context layer and margin; --fillers for fill
 weigh nothing; --lexicons for other names of the known words from WordNet (limner.text.lexicon),
 at each depth (links) and number of each known word's senses; --modifiers for dropping a new word
 written right before a known one ("tomato red" -> "red"); --colour-names for colour names read as
-the known colour nearest them in colour (limner.text.colour_names). --floor F, --filler, --lexicon D:S,
---modifier and --colour-name read every set with that setting (the model's own otherwise).
+the known colour nearest them in colour (limner.text.colour_names); --general-shapes for general
+shape names read as their single known shape; --definitions for nouns read by the one known shape or
+colour their WordNet definition names (limner.text.definitions). --floor F, --filler, --lexicon D:S,
+--modifier, --colour-name, --general-shape and --definition read every set with that setting (the
+model's own otherwise).
 """
 
 from __future__ import annotations
@@ -111,14 +115,16 @@ class Reading:
     modifiers: bool = False
     colour_names: bool = False
     general_shapes: bool = False
+    definitions: bool = False
 
     def row(self) -> str:
         on = lambda flag: "on" if flag else "off"  # noqa: E731
         return (f"{'none' if self.layer is None else self.layer:>5} {self.margin:>6} {self.floor:>5} {on(self.filler):>6} "
-                f"{self.lexicon or 'off':>7} {on(self.modifiers):>9} {on(self.colour_names):>7} {on(self.general_shapes):>7}")
+                f"{self.lexicon or 'off':>7} {on(self.modifiers):>9} {on(self.colour_names):>7} {on(self.general_shapes):>7} "
+                f"{on(self.definitions):>11}")
 
 
-READING_HEADER = f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7} {'shapes':>7}"
+READING_HEADER = f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7} {'shapes':>7} {'definitions':>11}"
 
 
 def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, readings: list[Reading]) -> None:
@@ -147,16 +153,18 @@ def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], reading: Rea
     filler: with limner.text.filler's words as known words that weigh nothing; lexicon "D:S": with
     WordNet's other names for the known words (OWN: the model's own table); modifiers: a new word
     right before a known one dropped; colour_names: the colour survey's names read as the nearest
-    known colour; general_shapes: general shape names read as their single known shape (the last two
-    on top of the lexicon, OWN included)."""
+    known colour; general_shapes: general shape names read as their single known shape; definitions:
+    nouns read by the one known shape or colour their definition names (the last three on top of the
+    lexicon, OWN included)."""
     depth, senses = map(int, reading.lexicon.split(":")) if reading.lexicon not in (None, OWN) else (DEFAULT_DEPTH, DEFAULT_SENSES)
-    use_wordnet = reading.lexicon not in (None, OWN) or reading.general_shapes
+    use_wordnet = reading.lexicon not in (None, OWN) or reading.general_shapes or reading.definitions
     encoder = AnchoredWordEncoder.from_captions(captions, base.name_or_path, temperature=base.temperature,
                                                 margin=reading.margin, context_layer=reading.layer, floor=reading.floor,
                                                 filler=PROMPT_FILLER if reading.filler else (),
                                                 lexicon=wordnet() if use_wordnet else None, lexicon_depth=depth,
                                                 lexicon_senses=senses, modifiers=reading.modifiers,
-                                                colour_names=reading.colour_names, general_shapes=reading.general_shapes)
+                                                colour_names=reading.colour_names, general_shapes=reading.general_shapes,
+                                                definitions=reading.definitions)
     if reading.lexicon == OWN:
         encoder.lexicon = {**base.lexicon, **encoder.lexicon}
     weighted = lambda vocabulary: {token: weight for token, weight in vocabulary.items() if weight}  # noqa: E731 (filler weighs 0)
@@ -205,14 +213,21 @@ def main() -> None:
                         help="the development set without and with general shape names read as their single known shape "
                              "(4 images per caption; colour names on in both)")
     parser.add_argument("--general-shape", action="store_true", help="read every set with general shape names read as their known shape")
+    parser.add_argument("--definitions", action="store_true",
+                        help="the development set without and with nouns read by the known shape or colour their definition names "
+                             "(4 images per caption; colour names and general shapes on in both)")
+    parser.add_argument("--definition", action="store_true",
+                        help="read every set with nouns read by the known shape or colour their definition names")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     base = pipe.text_encoder
-    grids = (args.grid, args.floors, args.fillers, args.lexicons, args.modifiers, args.colour_names, args.general_shapes)
-    settings = (args.floor is not None, args.filler, args.lexicon, args.modifier, args.colour_name, args.general_shape)
+    grids = (args.grid, args.floors, args.fillers, args.lexicons, args.modifiers, args.colour_names, args.general_shapes,
+             args.definitions)
+    settings = (args.floor is not None, args.filler, args.lexicon, args.modifier, args.colour_name, args.general_shape,
+                args.definition)
     if any(grids + settings) and not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes and the settings "
+        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes, --definitions and the settings "
                          f"they try rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
         return grid(pipe, args.model_dir, 4, [Reading(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS])
@@ -232,14 +247,16 @@ def main() -> None:
         return grid(pipe, args.model_dir, 4, [replace(own, colour_names=on) for on in (False, True)])
     if args.general_shapes:
         return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=on) for on in (False, True)])
+    if args.definitions:
+        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=True, definitions=on) for on in (False, True)])
     if any(settings):
         captions = model_training_captions(args.model_dir, limit=100_000)
         reading = replace(own, floor=base.floor if args.floor is None else args.floor, filler=args.filler or own.filler,
-                          modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape,
-                          general_shapes=args.general_shape)
+                          modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape or args.definition,
+                          general_shapes=args.general_shape or args.definition, definitions=args.definition)
         pipe.text_encoder = rebuilt_encoder(base, captions, reading)
-        print(f"{READING_HEADER}\n{reading.row()}  (lexicon own: the model's saved table, colour names and general shapes "
-              f"added where on; the model's own relevance floor: {base.floor})")
+        print(f"{READING_HEADER}\n{reading.row()}  (lexicon own: the model's saved table, colour names, general shapes and "
+              f"definitions added where on; the model's own relevance floor: {base.floor})")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
              *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
              *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()), *((SEVENTH_KEPT_ASIDE,) if args.seventh_kept_aside else ()))

@@ -43,6 +43,7 @@ from limner.errors import ConfigError, ModelLoadError
 from limner.text.base import TextEmbeddings, TextEncoder
 from limner.text.filler import filler_tokens
 from limner.text.colour_names import nearest_colour_names
+from limner.text.definitions import defined_names
 from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet, general_shape_names, other_names, rewrite, without_modifiers
 from limner.text.huggingface import DEFAULT_TEXT_ENCODER, resolve_model_path
 
@@ -147,7 +148,8 @@ class AnchoredWordEncoder(TextEncoder):
                       context_layer: int | None = None, floor: float = DEFAULT_FLOOR,
                       filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
                       lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False,
-                      colour_names: bool = False, general_shapes: bool = False) -> "AnchoredWordEncoder":
+                      colour_names: bool = False, general_shapes: bool = False,
+                      definitions: bool = False) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
@@ -156,7 +158,9 @@ class AnchoredWordEncoder(TextEncoder):
         colour_names: the xkcd survey's colour names read as the known colour word nearest them in
         colour (limner.text.colour_names); where WordNet names the same word, the colour decides.
         general_shapes (with a lexicon): a general name WordNet places above a single known shape is
-        read as that shape ("oval" -> circle; lexicon.general_shape_names)."""
+        read as that shape ("oval" -> circle; lexicon.general_shape_names). definitions (with a lexicon):
+        a noun whose WordNet definition names a single known shape or colour is read as it ("box" ->
+        square; limner.text.definitions), wherever no other reading names the same word."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -169,8 +173,10 @@ class AnchoredWordEncoder(TextEncoder):
         vocabulary.update(dict.fromkeys(filler, 0.0))
         targets = [token for token, weight in vocabulary.items() if weight > 0 and token.isalpha()]
         table = {}
-        if general_shapes and lexicon is None:
-            raise ConfigError("general shape names are read from WordNet: give a lexicon too")
+        if (general_shapes or definitions) and lexicon is None:
+            raise ConfigError("general shape names and definitions are read from WordNet: give a lexicon too")
+        if definitions:
+            table.update(defined_names(lexicon, targets))
         if general_shapes:
             table.update(general_shape_names(lexicon, targets))
         if lexicon is not None:

@@ -47,6 +47,10 @@ DEFAULT_DEPTH = 2
 DEFAULT_SENSES = 3  # depth 2 and 3 senses: the best on the development set (benchmarks/wording.py --lexicons)
 SHAPE_FIELD = "25"  # WordNet's lexicographer file noun.shape: two- and three-dimensional shapes
 GENERAL_DEPTH = 3  # square -> rectangle -> parallelogram -> quadrilateral
+QUOTED = re.compile(r'"[^"]*"')
+# lexicographer files of things a picture shows with a shape or colour of their own: animals, artifacts,
+# foods, natural objects, plants, shapes, substances (never acts, attributes, places, states ...)
+THING_FIELDS = frozenset({"05", "06", "13", "17", "20", "25", "27"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Synset:
     names: tuple[str, ...]  # lower case, words joined by spaces
     upward: tuple[str, ...]  # keys ("n:04962784") of the synsets this one is a kind of / similar to
     field: str = ""  # its lexicographer file's number ("25": noun.shape)
+    definition: str = ""  # its gloss's first clause, lower case, without quoted examples
 
 
 class WordNet:
@@ -132,7 +137,13 @@ def parse_data_line(line: str, letter: str) -> tuple[str, Synset]:
         if (symbol in UPWARD or (symbol == SIMILAR and satellite)
                 or (symbol == DERIVED and letter == "a" and part == "n")):
             upward.append(f"{part}:{target}")
-    return f"{letter}:{offset}", Synset(names, tuple(dict.fromkeys(upward)), field=fields[1])
+    return f"{letter}:{offset}", Synset(names, tuple(dict.fromkeys(upward)), field=fields[1],
+                                        definition=first_clause(line.split(" | ", 1)[1] if " | " in line else ""))
+
+
+def first_clause(gloss: str) -> str:
+    """A gloss's definition: up to its first ";" (what follows is more definition or quoted examples)."""
+    return QUOTED.sub(" ", gloss.split(";", 1)[0]).strip().lower()
 
 
 def strip_marker(word: str) -> str:

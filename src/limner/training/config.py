@@ -25,9 +25,10 @@ from limner.training.read_augment import max_shift_for, parse_read_policy, read_
 
 AUTO = "auto"
 ANCHORED = "anchored"  # text_pooling: limner.text.AnchoredWordEncoder
-# settings that only anchored pooling reads (each off as False or None); text_anchor_general_shapes
-# needs text_anchor_lexicon, and through it anchored pooling
+# settings that only anchored pooling reads (each off as False or None); text_anchor_general_shapes and
+# text_anchor_definitions need text_anchor_lexicon, and through it anchored pooling
 ANCHORED_READING = ("text_anchor_filler", "text_anchor_lexicon", "text_anchor_colour_names", "text_anchor_modifiers")
+WORDNET_READING = ("text_anchor_general_shapes", "text_anchor_definitions")
 BAG_OF_WORDS = "bag-of-words"  # text_encoder: limner.text.BagOfWordsEncoder
 SIGNIFICANT = 0.05  # "auto" keeps directions whose singular value is at least this share of the largest
 
@@ -62,6 +63,9 @@ class TrainConfig:
     # "anchored", with text_anchor_lexicon: a general name WordNet places above a single known shape is read
     # as that shape ("oval" -> circle, "quadrilateral" -> square; limner.text.lexicon.general_shape_names)
     text_anchor_general_shapes: bool = False
+    # "anchored", with text_anchor_lexicon: a noun whose WordNet definition names a single known shape or colour is
+    # read as it ("box" -> square, "clementine" -> orange; limner.text.definitions), where no other reading names it
+    text_anchor_definitions: bool = False
     # "anchored": a new word right before a known word that qualifies a third is dropped ("a tomato red circle" -> "a red circle")
     text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
@@ -101,8 +105,9 @@ class TrainConfig:
         for name in ANCHORED_READING:
             if getattr(self, name) not in (False, None) and self.text_pooling != ANCHORED:
                 raise ConfigError(f"{name} needs text_pooling \"anchored\", got {self.text_pooling!r}")
-        if self.text_anchor_general_shapes and self.text_anchor_lexicon is None:
-            raise ConfigError("text_anchor_general_shapes reads WordNet's shapes: set text_anchor_lexicon too")
+        for name in WORDNET_READING:
+            if getattr(self, name) and self.text_anchor_lexicon is None:
+                raise ConfigError(f"{name} reads WordNet: set text_anchor_lexicon too")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")

@@ -19,7 +19,7 @@ from typing import Any
 from limner.config import config_from_dict, merge_config, read_config_file
 from limner.errors import ConfigError
 from limner.training.config import (
-    ANCHORED, ANCHORED_READING, AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig, VAETrainConfig,
+    ANCHORED, ANCHORED_READING, WORDNET_READING, AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig, VAETrainConfig,
 )
 from limner.training.gan_config import GANTrainConfig
 
@@ -32,7 +32,7 @@ MODELS = tuple(CONFIG_CLASSES)
 COMMON = "common"
 # settings that only anchored pooling reads: a preset's values of them give way when the overrides
 # choose another pooling (`limner train --text-pooling mean` on the shapes preset), unless named too
-ANCHORED_ONLY = (*ANCHORED_READING, "text_anchor_general_shapes")
+ANCHORED_ONLY = (*ANCHORED_READING, *WORDNET_READING)
 
 
 def load_preset(name: str) -> dict[str, Any]:
