@@ -37,11 +37,11 @@ ADJECTIVES = [  # (offset, type, names, pointers)
 ]
 
 
-def data_line(offset: str, kind: str, names: str, pointers, field: str = "00") -> str:
+def data_line(offset: str, kind: str, names: str, pointers, field: str = "00", gloss: str = "a gloss") -> str:
     words = names.split()
     fields = [offset, field, kind, f"{len(words):02x}", *[f"{word} 0" for word in words], f"{len(pointers):03d}"]
     fields += [f"{symbol} {target} {part} 0000" for symbol, target, part in pointers]
-    return " ".join(fields) + " | a gloss\n"
+    return " ".join(fields) + f" | {gloss}\n"
 
 
 def write_wordnet(folder, nouns=NOUNS, adjectives=ADJECTIVES):
@@ -203,7 +203,7 @@ def test_the_anchored_encoder_reads_general_shapes_only_when_asked(tmp_path):
     plain = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet)
     encoder = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet, general_shapes=True)
     assert_reads_only_when_asked(plain, encoder, captions, "a small red oval in the top left", "a small red circle in the top left")
-    with pytest.raises(ConfigError, match="general shape names are read from WordNet"):
+    with pytest.raises(ConfigError, match="general shape names and definitions are read from WordNet"):
         AnchoredWordEncoder.from_captions(captions, general_shapes=True)
     with pytest.raises(ConfigError, match="text_anchor_general_shapes reads WordNet"):
         build_train_config("shapes", {"text_anchor_lexicon": None, "text_anchor_general_shapes": True})

@@ -19,7 +19,8 @@ from typing import Any
 from limner.config import config_from_dict, merge_config, read_config_file
 from limner.errors import ConfigError
 from limner.training.config import (
-    ANCHORED, ANCHORED_READING, WORDNET_READING, AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig, VAETrainConfig,
+    ANCHORED, ANCHORED_READING, WORDNET_READING, AlignerTrainConfig, CaptionerTrainConfig, EvaluatorTrainConfig, TrainConfig,
+    VAETrainConfig,
 )
 from limner.training.gan_config import GANTrainConfig
 
