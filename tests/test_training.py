@@ -81,6 +81,29 @@ def _trainer(data, out, **extra):
     return Trainer(build_train_config(None, tiny_train_overrides(data, out, **extra)), progress=False)
 
 
+def test_a_step_without_the_penalty_takes_no_second_backward(monkeypatch):
+    models, optimizers = _models()
+    batch = GANBatch(torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 12), torch.randn(4, 12), torch.randn(4, 8))
+    second_backward = []
+    real_grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: second_backward.append(k.get("create_graph")) or real_grad(*a, **k))
+    losses = gan_train_step(models, optimizers, batch, gp_weight=0.0)
+    assert "gp" not in losses and second_backward == [] and math.isfinite(losses["d_loss"])
+    assert "gp" in gan_train_step(models, optimizers, batch, gp_weight=2.0) and second_backward == [True]
+
+
+def test_lazy_regularisation_weighs_the_penalty_on_every_nth_step_only(tiny_shapes, tmp_path):
+    trainer = _trainer(tiny_shapes, tmp_path / "run", gp_every=4, gp_weight=2.0)
+    weights = []
+    for step in range(8):
+        trainer.step = step
+        weights.append(trainer.penalty_weight())
+    assert weights == [8.0, 0.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0]  # the penalty's mean weight stays gp_weight
+    for wrong in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="gp_every must be a whole number of steps"):
+            _trainer(tiny_shapes, tmp_path / "wrong", gp_every=wrong)
+
+
 def test_training_writes_model_grids_logs_and_checkpoints(tiny_shapes, tmp_path):
     result = _trainer(tiny_shapes, tmp_path / "run").train()
     out = tmp_path / "run"

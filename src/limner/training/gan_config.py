@@ -40,6 +40,9 @@ class GANTrainConfig(GeneratorTrainConfig):
     adam_beta2: float = 0.9
     gp_weight: float = 2.0
     gp_power: float = 6.0
+    # lazy regularisation (StyleGAN2): the penalty, and its second backward, on every gp_every-th
+    # discriminator step only, at gp_every times the weight (1: every step)
+    gp_every: int = 1
     ema_decay: float = 0.999
     contrastive_weight: float = 0.0       # image-text InfoNCE on the discriminator's head (needs contrastive_dim)
     contrastive_temperature: float = 0.1
@@ -161,6 +164,8 @@ class GANTrainConfig(GeneratorTrainConfig):
             raise ConfigError("image_contrastive_weight > 0 needs contrastive_weight > 0 (the head it uses is trained by that term)")
         if self.contrastive_temperature <= 0:
             raise ConfigError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}")
+        if isinstance(self.gp_every, bool) or not isinstance(self.gp_every, int) or self.gp_every < 1:
+            raise ConfigError(f"gp_every must be a whole number of steps, 1 or more (1: the penalty every step), got {self.gp_every!r}")
         for weight, folder in (("alignment_weight", "aligner_dir"), ("cycle_weight", "captioner_dir")):
             if getattr(self, weight) < 0:
                 raise ConfigError(f"{weight} must be 0 (off) or positive, got {getattr(self, weight)}")

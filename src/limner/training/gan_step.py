@@ -166,20 +166,25 @@ def discriminator_update(discriminator: Discriminator, optimizer: torch.optim.Op
                          augment, same_caption: torch.Tensor, sync, *, gp_weight: float, gp_power: float,
                          contrastive_weight: float, contrastive_temperature: float,
                          class_weight: float = 0.0) -> tuple[dict[str, float], torch.Tensor | None]:
-    """The discriminator's step: hinge with mismatched captions, the matching-aware penalty and,
-    optionally, the contrastive head on real pairs and the class head on real images. Returns its figures and the real images'
-    contrastive embeddings (None without the head)."""
-    images = augment(batch.images).detach().requires_grad_(True)  # the penalty is on what D sees
+    """The discriminator's step: hinge with mismatched captions, the matching-aware penalty (skipped,
+    with its second backward, where gp_weight is 0: lazy regularisation) and, optionally, the
+    contrastive head on real pairs and the class head on real images. Returns its figures and the
+    real images' contrastive embeddings (None without the head)."""
+    penalised = gp_weight > 0
+    images = augment(batch.images).detach().requires_grad_(penalised)  # the penalty is on what D sees
     # The penalty is on the text as the discriminator sees it (standardised), not the raw embedding.
-    sentence = discriminator.text_norm(batch.sentence).detach().requires_grad_(True)
+    sentence = discriminator.text_norm(batch.sentence).detach().requires_grad_(penalised)
     real_features = discriminator.features(images)
     real_logits = discriminator.logits(real_features, sentence, standardized=True)
     mismatched_logits = discriminator.logits(real_features, batch.mismatched)
     fake_logits = discriminator(augment(fake.detach()), batch.sentence)
     d_hinge = hinge_d_loss(real_logits, fake_logits, mismatched_logits)
-    gp = matching_aware_gp(real_logits, images, sentence, weight=gp_weight, power=gp_power)
-    d_total = d_hinge + gp
-    stats = {"d_loss": d_hinge.item(), "gp": gp.item(), "real_logit": real_logits.mean().item(), "fake_logit": fake_logits.mean().item()}
+    d_total = d_hinge
+    stats = {"d_loss": d_hinge.item(), "real_logit": real_logits.mean().item(), "fake_logit": fake_logits.mean().item()}
+    if penalised:
+        gp = matching_aware_gp(real_logits, images, sentence, weight=gp_weight, power=gp_power)
+        d_total = d_total + gp
+        stats["gp"] = gp.item()
     real_image_embedding = None
     if contrastive_weight > 0:
         real_image_embedding, real_text_embedding = discriminator.contrastive_embeddings(real_features, batch.sentence)

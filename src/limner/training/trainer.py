@@ -367,7 +367,7 @@ class Trainer:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return gan_train_step(
                 self.models, self.optimizers, batch,
-                gp_weight=config.gp_weight, gp_power=config.gp_power, ema_decay=ema_decay,
+                gp_weight=self.penalty_weight(), gp_power=config.gp_power, ema_decay=ema_decay,
                 contrastive_weight=config.contrastive_weight, contrastive_temperature=config.contrastive_temperature,
                 image_contrastive_weight=config.image_contrastive_weight,
                 reconstruction_weight=config.reconstruction_weight, reconstruction_pool=config.reconstruction_pool,
@@ -379,6 +379,12 @@ class Trainer:
                 latent_kl_weight=config.latent_kl_weight,
                 class_weight=config.class_weight, sync_gradients=self.dist.average_gradients, guides=self.guides,
             )
+
+    def penalty_weight(self) -> float:
+        """The matching-aware penalty's weight this step: gp_every times gp_weight on every gp_every-th
+        step, 0 (no penalty) on the others."""
+        every = self.config.gp_every
+        return self.config.gp_weight * every if self.step % every == 0 else 0.0
 
     def trained_minutes(self) -> float:
         """Wall-clock minutes of training so far, counting those before a resume."""
