@@ -9,8 +9,9 @@ wording_kept_aside_4.json (written before the WordNet lexicon was built; read on
 --fifth-kept-aside reads wording_kept_aside_5.json (written before the modifier rule; read once, for the colour
 survey's names, with and without); --sixth-kept-aside reads wording_kept_aside_6.json (written before general
 shape names were read as their known kind; read once, for them); --seventh-kept-aside reads
-wording_kept_aside_7.json (written before nouns were read by their definitions; to be read once, for a
-setting that wins). Each set
+wording_kept_aside_7.json (written before nouns were read by their definitions; read once, for them);
+--eighth-kept-aside reads wording_kept_aside_8.json (written after that, before any further rule; to be
+read once, for the next setting that wins). Each set
 words all 180 compositions once as whole sentences (requests, sentences that begin
 with the place, filler words, other nouns for the shapes), then the same sentences
 with colour words other than the six training names, and prints the shapes judge's
@@ -63,14 +64,16 @@ PROMPT_SETS = Path(__file__).parent / "prompt_sets"
 SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
         "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json",
         "kept_aside_4": PROMPT_SETS / "wording_kept_aside_4.json", "kept_aside_5": PROMPT_SETS / "wording_kept_aside_5.json",
-        "kept_aside_6": PROMPT_SETS / "wording_kept_aside_6.json", "kept_aside_7": PROMPT_SETS / "wording_kept_aside_7.json"}
+        "kept_aside_6": PROMPT_SETS / "wording_kept_aside_6.json", "kept_aside_7": PROMPT_SETS / "wording_kept_aside_7.json",
+        "kept_aside_8": PROMPT_SETS / "wording_kept_aside_8.json"}
 KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
 # written before the relevance floor was tried; read once, for the filler words (with and without)
 THIRD_KEPT_ASIDE = "kept_aside_3"
 FOURTH_KEPT_ASIDE = "kept_aside_4"  # written before the WordNet lexicon was built; read once, for it
 FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; read once, for the colour survey's names
 SIXTH_KEPT_ASIDE = "kept_aside_6"  # written before general shape names were read as their known kind; read once, for them
-SEVENTH_KEPT_ASIDE = "kept_aside_7"  # written before new nouns were read by their definitions; unread
+SEVENTH_KEPT_ASIDE = "kept_aside_7"  # written before new nouns were read by their definitions; read once, for them
+EIGHTH_KEPT_ASIDE = "kept_aside_8"  # written after the definitions were adopted, before any further rule; unread
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -192,7 +195,9 @@ def main() -> None:
     parser.add_argument("--sixth-kept-aside", action="store_true",
                         help="also read the sixth kept-aside set (read once, for general shape names)")
     parser.add_argument("--seventh-kept-aside", action="store_true",
-                        help="also read the seventh kept-aside set (to be read once, for a setting that wins)")
+                        help="also read the seventh kept-aside set (read once, for nouns read by their definitions)")
+    parser.add_argument("--eighth-kept-aside", action="store_true",
+                        help="also read the eighth kept-aside set (to be read once, for the next setting that wins)")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
@@ -259,7 +264,8 @@ def main() -> None:
               f"definitions added where on; the model's own relevance floor: {base.floor})")
     names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
              *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
-             *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()), *((SEVENTH_KEPT_ASIDE,) if args.seventh_kept_aside else ()))
+             *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()), *((SEVENTH_KEPT_ASIDE,) if args.seventh_kept_aside else ()),
+             *((EIGHTH_KEPT_ASIDE,) if args.eighth_kept_aside else ()))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
               **evaluate_wording(pipe, names, images_per_caption=args.images_per_caption)}

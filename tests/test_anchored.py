@@ -200,7 +200,7 @@ def test_an_anchored_whitened_model_exports_to_onnx(anchored_run):
 
 
 @pytest.mark.parametrize("name", ["development", "kept_aside", "kept_aside_2", "kept_aside_3", "kept_aside_4", "kept_aside_5",
-                                  "kept_aside_6", "kept_aside_7"])
+                                  "kept_aside_6", "kept_aside_7", "kept_aside_8"])
 def test_every_wording_set_words_every_attribute_value(name):
     """benchmarks/prompt_sets/wording_*.json: each template names all four attributes, and every value
     of each attribute has words (plain and synonym colours), so each set words all 180 compositions."""
