@@ -61,19 +61,20 @@ from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet
 from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
-SETS = {"development": PROMPT_SETS / "wording_development.json", "kept_aside": PROMPT_SETS / "wording_kept_aside.json",
-        "kept_aside_2": PROMPT_SETS / "wording_kept_aside_2.json", "kept_aside_3": PROMPT_SETS / "wording_kept_aside_3.json",
-        "kept_aside_4": PROMPT_SETS / "wording_kept_aside_4.json", "kept_aside_5": PROMPT_SETS / "wording_kept_aside_5.json",
-        "kept_aside_6": PROMPT_SETS / "wording_kept_aside_6.json", "kept_aside_7": PROMPT_SETS / "wording_kept_aside_7.json",
-        "kept_aside_8": PROMPT_SETS / "wording_kept_aside_8.json"}
 KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
-# written before the relevance floor was tried; read once, for the filler words (with and without)
-THIRD_KEPT_ASIDE = "kept_aside_3"
-FOURTH_KEPT_ASIDE = "kept_aside_4"  # written before the WordNet lexicon was built; read once, for it
-FIFTH_KEPT_ASIDE = "kept_aside_5"  # written before the modifier rule; read once, for the colour survey's names
-SIXTH_KEPT_ASIDE = "kept_aside_6"  # written before general shape names were read as their known kind; read once, for them
-SEVENTH_KEPT_ASIDE = "kept_aside_7"  # written before new nouns were read by their definitions; read once, for them
-EIGHTH_KEPT_ASIDE = "kept_aside_8"  # written after the definitions were adopted, before any further rule; unread
+# the later kept-aside sets, each read by its own flag (--third-kept-aside, ...): name -> what it was written before
+# and what it was read for
+LATER_KEPT_ASIDE = {
+    "third": ("kept_aside_3", "written before the relevance floor was tried; read once, for the filler words"),
+    "fourth": ("kept_aside_4", "written before the WordNet lexicon; read once, for it"),
+    "fifth": ("kept_aside_5", "written before the modifier rule; read once, for the colour survey's names"),
+    "sixth": ("kept_aside_6", "written before general shape names were read as their known kind; read once, for them"),
+    "seventh": ("kept_aside_7", "written before nouns were read by their definitions; read once, for them"),
+    "eighth": ("kept_aside_8", "written after the definitions were adopted, before any further rule; "
+                               "to be read once, for the next setting that wins"),
+}
+SETS = {name: PROMPT_SETS / f"wording_{name}.json"
+        for name in ("development", *KEPT_ASIDE, *(name for name, _ in LATER_KEPT_ASIDE.values()))}
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -186,18 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="a shapes model (e.g. from benchmarks/shapes_gan.py)")
     parser.add_argument("--kept-aside", action="store_true", help="also read the kept-aside sets (once, at the end)")
-    parser.add_argument("--third-kept-aside", action="store_true",
-                        help="also read the third kept-aside set (read once already, for the filler words)")
-    parser.add_argument("--fourth-kept-aside", action="store_true",
-                        help="also read the fourth kept-aside set (written before the WordNet lexicon; read once, for it)")
-    parser.add_argument("--fifth-kept-aside", action="store_true",
-                        help="also read the fifth kept-aside set (read once, for the colour survey's names)")
-    parser.add_argument("--sixth-kept-aside", action="store_true",
-                        help="also read the sixth kept-aside set (read once, for general shape names)")
-    parser.add_argument("--seventh-kept-aside", action="store_true",
-                        help="also read the seventh kept-aside set (read once, for nouns read by their definitions)")
-    parser.add_argument("--eighth-kept-aside", action="store_true",
-                        help="also read the eighth kept-aside set (to be read once, for the next setting that wins)")
+    for ordinal, (_, history) in LATER_KEPT_ASIDE.items():
+        parser.add_argument(f"--{ordinal}-kept-aside", action="store_true", help=f"also read the {ordinal} kept-aside set ({history})")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
@@ -262,10 +253,8 @@ def main() -> None:
         pipe.text_encoder = rebuilt_encoder(base, captions, reading)
         print(f"{READING_HEADER}\n{reading.row()}  (lexicon own: the model's saved table, colour names, general shapes and "
               f"definitions added where on; the model's own relevance floor: {base.floor})")
-    names = ("development", *(KEPT_ASIDE if args.kept_aside else ()), *((THIRD_KEPT_ASIDE,) if args.third_kept_aside else ()),
-             *((FOURTH_KEPT_ASIDE,) if args.fourth_kept_aside else ()), *((FIFTH_KEPT_ASIDE,) if args.fifth_kept_aside else ()),
-             *((SIXTH_KEPT_ASIDE,) if args.sixth_kept_aside else ()), *((SEVENTH_KEPT_ASIDE,) if args.seventh_kept_aside else ()),
-             *((EIGHTH_KEPT_ASIDE,) if args.eighth_kept_aside else ()))
+    names = ("development", *(KEPT_ASIDE if args.kept_aside else ()),
+             *(name for ordinal, (name, _) in LATER_KEPT_ASIDE.items() if getattr(args, f"{ordinal}_kept_aside")))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),
               **evaluate_wording(pipe, names, images_per_caption=args.images_per_caption)}
