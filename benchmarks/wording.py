@@ -61,6 +61,8 @@ from limner.text.lexicon import DEFAULT_DEPTH, DEFAULT_SENSES, WordNet
 from limner.training.data import model_training_captions
 
 PROMPT_SETS = Path(__file__).parent / "prompt_sets"
+# settings may be chosen on these; the second (three words per attribute) written before any rule past the definitions
+DEVELOPMENT = ("development", "development_2")
 KEPT_ASIDE = ("kept_aside", "kept_aside_2")  # the second written after the first had been read once
 # the later kept-aside sets, each read by its own flag (--third-kept-aside, ...): name -> what it was written before
 # and what it was read for
@@ -74,7 +76,7 @@ LATER_KEPT_ASIDE = {
                                "to be read once, for the next setting that wins"),
 }
 SETS = {name: PROMPT_SETS / f"wording_{name}.json"
-        for name in ("development", *KEPT_ASIDE, *(name for name, _ in LATER_KEPT_ASIDE.values()))}
+        for name in (*DEVELOPMENT, *KEPT_ASIDE, *(name for name, _ in LATER_KEPT_ASIDE.values()))}
 
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
@@ -120,12 +122,13 @@ class Reading:
     colour_names: bool = False
     general_shapes: bool = False
     definitions: bool = False
+    definition_rounds: int = 1
 
     def row(self) -> str:
         on = lambda flag: "on" if flag else "off"  # noqa: E731
         return (f"{'none' if self.layer is None else self.layer:>5} {self.margin:>6} {self.floor:>5} {on(self.filler):>6} "
                 f"{self.lexicon or 'off':>7} {on(self.modifiers):>9} {on(self.colour_names):>7} {on(self.general_shapes):>7} "
-                f"{on(self.definitions):>11}")
+                f"{(self.definition_rounds if self.definitions else 'off'):>11}")
 
 
 READING_HEADER = f"{'layer':>5} {'margin':>6} {'floor':>5} {'filler':>6} {'lexicon':>7} {'modifiers':>9} {'colours':>7} {'shapes':>7} {'definitions':>11}"
@@ -139,16 +142,17 @@ def grid(pipe: TextToImagePipeline, model_dir: str, images_per_caption: int, rea
     base = pipe.text_encoder
     captions = model_training_captions(model_dir, limit=100_000)
     canonical = base.encode(captions).sentence
-    print(f"{READING_HEADER}  {'training captions (min cos)':>27}  sentences all-four  "
-          "colour synonyms all-four (colour)  development rewordings all-four")
+    sets = "  ".join(f"{name + ' sentences':>{len(name) + 10}}  {name + ' colours':>{len(name) + 8}} (colour)" for name in DEVELOPMENT)
+    print(f"{READING_HEADER}  {'training captions (min cos)':>27}  {sets}  development rewordings all-four")
     for reading in readings:
         pipe.text_encoder = rebuilt_encoder(base, captions, reading)
         same = float((pipe.text_encoder.encode(captions).sentence * canonical).sum(1).min())
-        scores = evaluate_wording(pipe, ("development",), images_per_caption=images_per_caption)
-        sentences, colours = scores["development/sentences"], scores["development/colour_synonyms"]
+        scores = evaluate_wording(pipe, DEVELOPMENT, images_per_caption=images_per_caption)
         rewordings = shapes_accuracy(pipe, development_paraphrases(), images_per_caption=images_per_caption, seed=4)
-        print(f"{reading.row()}  {same:>27.4f}  {sentences['all']:>19.3f}  "
-              f"{colours['all']:>24.3f} ({colours['color']:.3f})  {rewordings['all']:>31.3f}", flush=True)
+        sets = "  ".join(f"{scores[f'{name}/sentences']['all']:>{len(name) + 10}.3f}  "
+                         f"{scores[f'{name}/colour_synonyms']['all']:>{len(name) + 8}.3f} ({scores[f'{name}/colour_synonyms']['color']:.3f})"
+                         for name in DEVELOPMENT)
+        print(f"{reading.row()}  {same:>27.4f}  {sets}  {rewordings['all']:>31.3f}", flush=True)
     pipe.text_encoder = base
 
 
@@ -168,7 +172,7 @@ def rebuilt_encoder(base: AnchoredWordEncoder, captions: list[str], reading: Rea
                                                 lexicon=wordnet() if use_wordnet else None, lexicon_depth=depth,
                                                 lexicon_senses=senses, modifiers=reading.modifiers,
                                                 colour_names=reading.colour_names, general_shapes=reading.general_shapes,
-                                                definitions=reading.definitions)
+                                                definitions=reading.definitions, definition_rounds=reading.definition_rounds)
     if reading.lexicon == OWN:
         encoder.lexicon = {**base.lexicon, **encoder.lexicon}
     weighted = lambda vocabulary: {token: weight for token, weight in vocabulary.items() if weight}  # noqa: E731 (filler weighs 0)
@@ -214,16 +218,21 @@ def main() -> None:
                              "(4 images per caption; colour names and general shapes on in both)")
     parser.add_argument("--definition", action="store_true",
                         help="read every set with nouns read by the known shape or colour their definition names")
+    parser.add_argument("--definition-rounds", type=int, nargs="+", metavar="ROUNDS",
+                        help="the development sets with the model's own reading, then with definitions read in each number "
+                             "of rounds (2: also through what a thing is a kind of; 4 images per caption)")
+    parser.add_argument("--definition-round", type=int, metavar="ROUNDS",
+                        help="read every set with definitions read in this many rounds")
     args = parser.parse_args()
     logging.getLogger("limner").setLevel(logging.ERROR)  # new words warn once per prompt
     pipe = TextToImagePipeline.from_pretrained(args.model_dir)
     base = pipe.text_encoder
     grids = (args.grid, args.floors, args.fillers, args.lexicons, args.modifiers, args.colour_names, args.general_shapes,
-             args.definitions)
+             args.definitions, args.definition_rounds)
     settings = (args.floor is not None, args.filler, args.lexicon, args.modifier, args.colour_name, args.general_shape,
-                args.definition)
+                args.definition, args.definition_round)
     if any(grids + settings) and not isinstance(base, AnchoredWordEncoder):
-        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes, --definitions and the settings "
+        raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes, --definitions, --definition-rounds and the settings "
                          f"they try rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
         return grid(pipe, args.model_dir, 4, [Reading(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS])
@@ -245,15 +254,21 @@ def main() -> None:
         return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=on) for on in (False, True)])
     if args.definitions:
         return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=True, definitions=on) for on in (False, True)])
+    if args.definition_rounds:
+        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=True),
+                                              *(replace(own, colour_names=True, general_shapes=True, definitions=True, definition_rounds=rounds)
+                                                for rounds in args.definition_rounds)])
+    definition = args.definition or args.definition_round is not None
     if any(settings):
         captions = model_training_captions(args.model_dir, limit=100_000)
         reading = replace(own, floor=base.floor if args.floor is None else args.floor, filler=args.filler or own.filler,
-                          modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape or args.definition,
-                          general_shapes=args.general_shape or args.definition, definitions=args.definition)
+                          modifiers=args.modifier or own.modifiers, colour_names=args.colour_name or args.general_shape or definition,
+                          general_shapes=args.general_shape or definition, definitions=definition,
+                          definition_rounds=args.definition_round or 1)
         pipe.text_encoder = rebuilt_encoder(base, captions, reading)
         print(f"{READING_HEADER}\n{reading.row()}  (lexicon own: the model's saved table, colour names, general shapes and "
               f"definitions added where on; the model's own relevance floor: {base.floor})")
-    names = ("development", *(KEPT_ASIDE if args.kept_aside else ()),
+    names = (*DEVELOPMENT, *(KEPT_ASIDE if args.kept_aside else ()),
              *(name for ordinal, (name, _) in LATER_KEPT_ASIDE.items() if getattr(args, f"{ordinal}_kept_aside")))
     held_out = [(c.caption, c) for c in shapes.held_out_compositions()]
     scores = {"held_out": shapes_accuracy(pipe, held_out, images_per_caption=args.images_per_caption, seed=2),

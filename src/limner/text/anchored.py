@@ -149,7 +149,7 @@ class AnchoredWordEncoder(TextEncoder):
                       filler: Iterable[str] = (), lexicon: WordNet | None = None, lexicon_depth: int = DEFAULT_DEPTH,
                       lexicon_senses: int = DEFAULT_SENSES, modifiers: bool = False,
                       colour_names: bool = False, general_shapes: bool = False,
-                      definitions: bool = False) -> "AnchoredWordEncoder":
+                      definitions: bool = False, definition_rounds: int = 1) -> "AnchoredWordEncoder":
         """filler: words that ask for a picture without saying what is in it (limner.text.filler),
         known words that weigh nothing, so that the filler of a whole sentence, and new words
         nearest it, no longer pull the caption towards a training word. lexicon: WordNet, whose
@@ -160,7 +160,8 @@ class AnchoredWordEncoder(TextEncoder):
         general_shapes (with a lexicon): a general name WordNet places above a single known shape is
         read as that shape ("oval" -> circle; lexicon.general_shape_names). definitions (with a lexicon):
         a noun whose WordNet definition names a single known shape or colour is read as it ("box" ->
-        square; limner.text.definitions), wherever no other reading names the same word."""
+        square; limner.text.definitions), wherever no other reading names the same word; in
+        definition_rounds rounds (2: "crate", a kind of box, read as square too)."""
         from limner.text.caption_vocabulary import load_tokenizer
 
         captions = sorted(set(captions))
@@ -176,7 +177,7 @@ class AnchoredWordEncoder(TextEncoder):
         if (general_shapes or definitions) and lexicon is None:
             raise ConfigError("general shape names and definitions are read from WordNet: give a lexicon too")
         if definitions:
-            table.update(defined_names(lexicon, targets))
+            table.update(defined_names(lexicon, targets, rounds=definition_rounds))
         if general_shapes:
             table.update(general_shape_names(lexicon, targets))
         if lexicon is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from limner.errors import ConfigError
 from limner.text.colour_names import BASIC_COLOURS
 from limner.text.lexicon import AS_WRITTEN, SHAPE_FIELD, THING_FIELDS, WORD, WordNet, first_noun_sense, general_shape_names
 
@@ -57,32 +58,63 @@ def naming_words(wordnet: WordNet, known: Iterable[str]) -> dict[str, str]:
 
 
 def named_in(definition: str, words: dict[str, str]) -> set[str]:
-    """The known words that a definition's words (plurals included) and word pairs name."""
+    """The known words that a definition's words (plurals included, and each part of a hyphened word:
+    "orange-colored") and word pairs name."""
     tokens = WORD.findall(definition)
     found = {words[pair] for pair in map(" ".join, zip(tokens, tokens[1:])) if pair in words}
     for token in tokens:
-        for form in (token, token.removesuffix("s"), token.removesuffix("es")):
-            if form in words:
-                found.add(words[form])
-                break
+        for part in (token, *token.split("-")) if "-" in token else (token,):
+            for form in (part, part.removesuffix("s"), part.removesuffix("es")):
+                if form in words:
+                    found.add(words[form])
+                    break
     return found
 
 
-def defined_names(wordnet: WordNet, known: Iterable[str]) -> dict[str, str]:
-    """{name: known word} for every WordNet noun, not itself known, whose first sense is a thing and
-    whose definition names exactly one known shape or colour."""
+def defined_names(wordnet: WordNet, known: Iterable[str], *, rounds: int = 1) -> dict[str, str]:
+    """{name: known word} for every WordNet noun, not itself known, whose first sense is a thing read
+    as one known shape or colour: its definition names exactly one (read_things). rounds > 1 reads on
+    through what things are a kind of and the shapes read before (read_things)."""
     known = set(known)
     words = naming_words(wordnet, known)
     if not words:
         return {}
+    read = read_things(wordnet, words, rounds=rounds)
     table = {}
     for name in sorted(wordnet.senses):
         if name in known or name in AS_WRITTEN:
             continue
         key = first_noun_sense(wordnet, name)
-        if key is None or wordnet.synsets[key].field not in THING_FIELDS:
-            continue
-        found = named_in(wordnet.synsets[key].definition, words)
-        if len(found) == 1:
-            table[name] = found.pop()
+        if key in read:
+            table[name] = read[key]
     return table
+
+
+def read_things(wordnet: WordNet, words: dict[str, str], *, rounds: int = 1) -> dict[str, str]:
+    """{synset key: known word} for WordNet's things (lexicon.THING_FIELDS): in the first round, those
+    whose definition names exactly one known word through `words`; in each later round, the things
+    still unread that are a kind of things read before, all read as one word ("crate": a kind of box,
+    "a (usually rectangular) container"), or whose definition names exactly one shape read before
+    ("die": "a small cube with 1 to 6 spots", a cube read as square by its "six equal squares")."""
+    if rounds < 1:
+        raise ConfigError(f"definitions are read in 1 round or more, got {rounds}")
+    things = {key: synset for key, synset in wordnet.synsets.items()
+              if key.startswith("n:") and synset.field in THING_FIELDS}
+    read = {}
+    for key, synset in things.items():
+        found = named_in(synset.definition, words)
+        if len(found) == 1:
+            read[key] = found.pop()
+    for _ in range(rounds - 1):
+        shapes = {name: read[key] for key in read if things[key].field == SHAPE_FIELD for name in things[key].names}
+        found_now = {}
+        for key, synset in things.items():
+            if key in read:
+                continue
+            found = {read[up] for up in synset.upward if up in read} | named_in(synset.definition, shapes)
+            if len(found) == 1:
+                found_now[key] = found.pop()
+        if not found_now:
+            break
+        read.update(found_now)
+    return read

@@ -66,6 +66,9 @@ class TrainConfig:
     # "anchored", with text_anchor_lexicon: a noun whose WordNet definition names a single known shape or colour is
     # read as it ("box" -> square, "clementine" -> orange; limner.text.definitions), where no other reading names it
     text_anchor_definitions: bool = False
+    # with text_anchor_definitions: rounds of reading; 2 also reads a thing through the things it is a kind of
+    # and the shapes its definition names, read in the first ("crate": a kind of box; "die": "a small cube")
+    text_anchor_definition_rounds: int = 1
     # "anchored": a new word right before a known word that qualifies a third is dropped ("a tomato red circle" -> "a red circle")
     text_anchor_modifiers: bool = False
     # None: the last layer; 0: the embedding layer. With "anchored": the layer at which each word is
@@ -108,6 +111,9 @@ class TrainConfig:
         for name in WORDNET_READING:
             if getattr(self, name) and self.text_anchor_lexicon is None:
                 raise ConfigError(f"{name} reads WordNet: set text_anchor_lexicon too")
+        rounds = self.text_anchor_definition_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigError(f"text_anchor_definition_rounds must be a whole number, 1 or more, got {rounds!r}")
         if self.text_anchor_temperature <= 0 or self.text_anchor_margin < 0:
             raise ConfigError("text_anchor_temperature must be positive and text_anchor_margin 0 (off) or more, got "
                               f"{self.text_anchor_temperature} and {self.text_anchor_margin}")

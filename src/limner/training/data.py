@@ -45,7 +45,8 @@ def build_text_encoder(config: TrainConfig, train_captions: list[str]) -> TextEn
                                                  modifiers=config.text_anchor_modifiers,
                                                  colour_names=config.text_anchor_colour_names,
                                                  general_shapes=config.text_anchor_general_shapes and lexicon is not None,
-                                                 definitions=config.text_anchor_definitions and lexicon is not None)
+                                                 definitions=config.text_anchor_definitions and lexicon is not None,
+                                                 definition_rounds=config.text_anchor_definition_rounds)
     return HuggingFaceTextEncoder(config.text_encoder, pooling=config.text_pooling, hidden_layer=config.text_hidden_layer)
 
 
