@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,14 +82,26 @@ SETS = {name: PROMPT_SETS / f"wording_{name}.json"
 
 def worded(spec: dict, *, colour_synonyms: bool) -> list[tuple[str, shapes.Composition]]:
     """Every composition once, through the templates in turn; where an attribute has several
-    words, compositions take them in turn. colour_synonyms: the colour words of spec["color_synonyms"]."""
+    words, compositions take them in turn: every fifth composition the next word (the first sets), or,
+    where spec["words_in_turn"] is "per value", each value's compositions its words one after another
+    (so that no word lines up with another attribute). colour_synonyms: the colour words of
+    spec["color_synonyms"]."""
     colours = spec["color_synonyms"] if colour_synonyms else spec["color"]
+    per_value = spec.get("words_in_turn") == "per value"
+    seen: Counter = Counter()
     targets = []
     for i, composition in enumerate(shapes.all_compositions()):
         template = spec["templates"][i % len(spec["templates"])]
-        pick = lambda words: words[(i // len(spec["templates"])) % len(words)]  # noqa: E731
-        prompt = template.format(size=pick(spec["size"][composition.size]), color=pick(colours[composition.color]),
-                                 shape=pick(spec["shape"][composition.shape]), position=pick(spec["position"][composition.position]))
+
+        def pick(words: list[str], value: str) -> str:
+            seen[value] += 1
+            turn = seen[value] - 1 if per_value else i // len(spec["templates"])
+            return words[turn % len(words)]
+
+        prompt = template.format(size=pick(spec["size"][composition.size], f"size {composition.size}"),
+                                 color=pick(colours[composition.color], f"color {composition.color}"),
+                                 shape=pick(spec["shape"][composition.shape], f"shape {composition.shape}"),
+                                 position=pick(spec["position"][composition.position], f"position {composition.position}"))
         targets.append((prompt, composition))
     return targets
 
