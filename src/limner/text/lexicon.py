@@ -242,21 +242,28 @@ def nearest_known(wordnet: WordNet, name: str, targets: dict[str, set[str]], dep
 def rewrite(prompt: str, table: dict[str, str], *, longest: int = 3) -> tuple[str, list[tuple[str, str]]]:
     """The prompt with each name in `table` (longest phrase first, up to `longest` words; a plural
     "-s"/"-es" read as its singular) replaced by its known word, and the (name, known word) pairs
-    replaced. Words outside the table are left as they are."""
+    replaced. A name read as the word right before it goes, space and all ("round disc" -> "circle",
+    not "circle circle": one thing named twice). Words outside the table are left as they are."""
     lower = prompt.lower()
     spans = [(m.start(), m.end()) for m in WORD.finditer(lower)]
     words = [lower[start:end] for start, end in spans]
     pieces, replaced, at, i = [], [], 0, 0
+    before, before_end = None, 0  # the word before (as read) and where it ends in the prompt
     while i < len(words):
         for n in range(min(longest, len(words) - i), 0, -1):
             phrase = " ".join(words[i:i + n])
             known = lookup(table, phrase)
             if known is not None:
-                pieces += [prompt[at:spans[i][0]], known]
+                if known == before and prompt[before_end:spans[i][0]].isspace():
+                    pieces.append(prompt[at:before_end])
+                else:
+                    pieces += [prompt[at:spans[i][0]], known]
                 replaced.append((prompt[spans[i][0]:spans[i + n - 1][1]], known))
                 at, i = spans[i + n - 1][1], i + n
+                before, before_end = known, at
                 break
         else:
+            before, before_end = words[i], spans[i][1]
             i += 1
     return "".join(pieces) + prompt[at:], replaced
 
