@@ -208,6 +208,7 @@ def main() -> None:
         parser.add_argument(f"--{ordinal}-kept-aside", action="store_true", help=f"also read the {ordinal} kept-aside set ({history})")
     parser.add_argument("--images-per-caption", type=int, default=10)
     parser.add_argument("--grid", action="store_true", help="the development set under each anchored setting (4 images per caption)")
+    parser.add_argument("--grid-images", type=int, default=4, help="images per caption in the grids (--grid, --floors, ...)")
     parser.add_argument("--floors", type=float, nargs="+", help="the development set under each relevance floor (4 images per caption)")
     parser.add_argument("--floor", type=float, help="read every set with this relevance floor instead of the model's own")
     parser.add_argument("--fillers", action="store_true",
@@ -248,27 +249,27 @@ def main() -> None:
         raise SystemExit("--grid, --floors, --fillers, --lexicons, --modifiers, --colour-names, --general-shapes, --definitions, --definition-rounds and the settings "
                          f"they try rebuild an anchored text encoder; {args.model_dir} reads captions with {type(base).__name__}")
     if args.grid:
-        return grid(pipe, args.model_dir, 4, [Reading(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS])
+        return grid(pipe, args.model_dir, args.grid_images, [Reading(layer, margin, base.floor) for layer in GRID_LAYERS for margin in GRID_MARGINS])
     own = Reading(base.context_layer, base.margin, base.floor)
     if args.floors:
-        return grid(pipe, args.model_dir, 4, [replace(own, floor=floor) for floor in args.floors])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, floor=floor) for floor in args.floors])
     if args.fillers:
-        return grid(pipe, args.model_dir, 4, [replace(own, filler=on) for on in (False, True)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, filler=on) for on in (False, True)])
     own = replace(own, filler=has_filler(base))
     if args.lexicons:
-        return grid(pipe, args.model_dir, 4, [replace(own, lexicon=lexicon) for lexicon in (None, *args.lexicons)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, lexicon=lexicon) for lexicon in (None, *args.lexicons)])
     own = replace(own, lexicon=args.lexicon or (OWN if base.lexicon else None))
     if args.modifiers:
-        return grid(pipe, args.model_dir, 4, [replace(own, modifiers=on) for on in (False, True)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, modifiers=on) for on in (False, True)])
     own = replace(own, modifiers=base.modifiers)
     if args.colour_names:
-        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=on) for on in (False, True)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, colour_names=on) for on in (False, True)])
     if args.general_shapes:
-        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=on) for on in (False, True)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, colour_names=True, general_shapes=on) for on in (False, True)])
     if args.definitions:
-        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=True, definitions=on) for on in (False, True)])
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, colour_names=True, general_shapes=True, definitions=on) for on in (False, True)])
     if args.definition_rounds:
-        return grid(pipe, args.model_dir, 4, [replace(own, colour_names=True, general_shapes=True),
+        return grid(pipe, args.model_dir, args.grid_images, [replace(own, colour_names=True, general_shapes=True),
                                               *(replace(own, colour_names=True, general_shapes=True, definitions=True, definition_rounds=rounds)
                                                 for rounds in args.definition_rounds)])
     definition = args.definition or args.definition_round is not None

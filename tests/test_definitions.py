@@ -19,9 +19,11 @@ DEFINED_NOUNS = SHAPE_NOUNS + [  # (offset, names, pointers, lexicographer file,
     ("00000044", "lemon", [], FOOD, "yellow oval fruit with juicy acidic flesh"),  # names two: says neither
     ("00000045", "clementine", [], FOOD, "a variety of mandarin orange"),
     ("00000046", "standard_deviation", [], ATTRIBUTE, "the square root of the variance"),  # not a thing
-    ("00000047", "crate", [], ARTIFACT, "a rugged box (usually made of wood); used for shipping"),  # a box, not a shape
+    ("00000047", "crate", [("@", "00000040", "n")], ARTIFACT, "a rugged box (usually made of wood); used for shipping"),  # a box, not a shape
+    ("00000049", "die", [], ARTIFACT, "a small cube with 1 to 6 spots on the faces"),  # a cube, itself read by its squares
     ("00000048", "tile", [], ARTIFACT, "a thin slab whose faces are rectangles"),
     ("00000050", "red", [], COLOUR, "the colour of blood"),
+    ("00000052", "marmalade", [], FOOD, "a preserve of orange-colored citrus peel"),  # a hyphened word's part names
     ("00000051", "maroon", [("@", "00000050", "n")], COLOUR, "a dark purple"),  # a kind of red: WordNet's link decides
 ]
 DEFINED_ADJECTIVES = [  # (offset, type, names, pointers)
@@ -51,9 +53,10 @@ def test_the_words_that_name_a_known_shape_include_its_general_names_and_adjecti
 
 def test_a_noun_reads_as_the_one_known_shape_or_colour_its_definition_names(wordnet):
     table = defined_names(wordnet, KNOWN)
-    assert {name: table.get(name) for name in ("box", "ball", "cube", "dot", "tile", "clementine")} == {
-        "box": "square", "ball": "circle", "cube": "square", "dot": "circle", "tile": "square", "clementine": "orange"}
-    for name in ("standard deviation", "crate", "square", "red"):
+    assert {name: table.get(name) for name in ("box", "ball", "cube", "dot", "tile", "clementine", "marmalade")} == {
+        "box": "square", "ball": "circle", "cube": "square", "dot": "circle", "tile": "square", "clementine": "orange",
+        "marmalade": "orange"}
+    for name in ("standard deviation", "crate", "die", "square", "red"):
         assert name not in table  # not a thing; names no shape word itself; known words stay themselves
     assert defined_names(wordnet, ["left", "small"]) == {}  # no known shape or colour: nothing to read
 
@@ -74,3 +77,25 @@ def test_the_anchored_encoder_reads_definitions_only_when_asked_and_last(wordnet
     with pytest.raises(ConfigError, match="text_anchor_definitions reads WordNet"):
         build_train_config("shapes", {"text_anchor_lexicon": None, "text_anchor_general_shapes": False,
                                       "text_anchor_definitions": True})
+
+
+def test_later_rounds_read_a_thing_through_its_kind_and_the_shapes_read_before(wordnet):
+    once, twice = defined_names(wordnet, KNOWN), defined_names(wordnet, KNOWN, rounds=2)
+    assert {name: twice.get(name) for name in ("crate", "die")} == {"crate": "square", "die": "square"}  # a box; a cube
+    assert {name: twice[name] for name in once} == once  # what round 1 read stays as it read it
+    assert set(twice) - set(once) == {"crate", "die"}
+    assert defined_names(wordnet, KNOWN, rounds=5) == twice  # nothing more to read: the rounds stop
+    with pytest.raises(ConfigError, match="1 round or more, got 0"):
+        defined_names(wordnet, KNOWN, rounds=0)
+
+
+def test_the_definition_rounds_setting_reaches_the_encoder_and_is_checked(wordnet):
+    captions = [c.caption for c in shapes.train_compositions()]
+    once = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet, general_shapes=True, definitions=True)
+    twice = AnchoredWordEncoder.from_captions(captions, lexicon=wordnet, general_shapes=True, definitions=True,
+                                              definition_rounds=2)
+    assert "die" not in once.lexicon and twice.lexicon["die"] == "square"
+    assert build_train_config("shapes", {"text_anchor_definition_rounds": 2}).text_anchor_definition_rounds == 2
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(ConfigError, match="text_anchor_definition_rounds"):
+            build_train_config("shapes", {"text_anchor_definition_rounds": bad})

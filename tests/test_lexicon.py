@@ -86,6 +86,14 @@ def test_rewrite_takes_the_longest_name_and_plurals_and_keeps_the_rest():
     assert rewrite("a red circle", table) == ("a red circle", [])
 
 
+def test_a_name_read_as_the_word_right_before_it_is_one_thing_named_twice():
+    table = {"round": "circle", "disc": "circle", "crimson": "red"}
+    assert rewrite("a Round disc, top left", table)[0] == "a circle, top left"
+    assert rewrite("a circle disc", table)[0] == "a circle"  # the known word itself, then a name for it
+    assert rewrite("a crimson disc", table)[0] == "a red circle"  # different words: both stay
+    assert rewrite("a round, disc", table)[0] == "a circle, circle"  # apart: not collapsed
+
+
 def test_a_new_word_right_before_a_known_word_is_dropped_as_its_modifier():
     weights = {"a": 0.0, "the": 0.0, "in": 0.0, "red": 1.1, "circle": 1.1, "top": 0.7, "left": 0.7, "large": 0.7}
     weight = weights.get  # None: a new word
