@@ -5,7 +5,7 @@ import pytest
 from limner.data import shapes
 from limner.errors import ConfigError
 from limner.text import AnchoredWordEncoder
-from limner.text.definitions import defined_names, naming_words
+from limner.text.definitions import defined_names, genus, naming_words
 from limner.text.lexicon import WordNet, first_clause
 from limner.training import build_train_config
 from tests.test_lexicon import SHAPE, SHAPE_NOUNS, assert_reads_only_when_asked, write_wordnet
@@ -22,6 +22,8 @@ DEFINED_NOUNS = SHAPE_NOUNS + [  # (offset, names, pointers, lexicographer file,
     ("00000047", "crate", [("@", "00000040", "n")], ARTIFACT, "a rugged box (usually made of wood); used for shipping"),  # a box, not a shape
     ("00000049", "die", [], ARTIFACT, "a small cube with 1 to 6 spots on the faces"),  # a cube, itself read by its squares
     ("00000048", "tile", [], ARTIFACT, "a thin slab whose faces are rectangles"),
+    ("00000053", "radius", [], SHAPE, "a straight line from the center to the perimeter of a circle"),
+    ("00000054", "big_blue", [], ARTIFACT, "a deadly bomb that explodes above ground with a large radius"),  # not its genus
     ("00000050", "red", [], COLOUR, "the colour of blood"),
     ("00000052", "marmalade", [], FOOD, "a preserve of orange-colored citrus peel"),  # a hyphened word's part names
     ("00000051", "maroon", [("@", "00000050", "n")], COLOUR, "a dark purple"),  # a kind of red: WordNet's link decides
@@ -83,7 +85,7 @@ def test_later_rounds_read_a_thing_through_its_kind_and_the_shapes_read_before(w
     once, twice = defined_names(wordnet, KNOWN), defined_names(wordnet, KNOWN, rounds=2)
     assert {name: twice.get(name) for name in ("crate", "die")} == {"crate": "square", "die": "square"}  # a box; a cube
     assert {name: twice[name] for name in once} == once  # what round 1 read stays as it read it
-    assert set(twice) - set(once) == {"crate", "die"}
+    assert set(twice) - set(once) == {"crate", "die"}  # not "big blue": its radius is past what it is (a bomb)
     assert defined_names(wordnet, KNOWN, rounds=5) == twice  # nothing more to read: the rounds stop
     with pytest.raises(ConfigError, match="1 round or more, got 0"):
         defined_names(wordnet, KNOWN, rounds=0)
@@ -99,3 +101,11 @@ def test_the_definition_rounds_setting_reaches_the_encoder_and_is_checked(wordne
     for bad in (0, 1.5, "2"):
         with pytest.raises(ConfigError, match="text_anchor_definition_rounds"):
             build_train_config("shapes", {"text_anchor_definition_rounds": bad})
+
+
+def test_a_definitions_genus_is_what_the_thing_is_before_how_it_differs():
+    assert genus("a small cube with 1 to 6 spots on the faces") == "a small cube"
+    assert genus("a deadly bomb that explodes above ground with a large radius") == "a deadly bomb"
+    assert genus("a rugged box (usually made of wood)") == "a rugged box"
+    assert genus("a red and white ball, used in games") == "a red and white ball"
+    assert genus("with a lid") == "with a lid"  # the first word is never the differentia

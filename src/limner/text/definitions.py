@@ -18,6 +18,7 @@ survey decide wherever they name the same word.
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from limner.errors import ConfigError
@@ -71,6 +72,23 @@ def named_in(definition: str, words: dict[str, str]) -> set[str]:
     return found
 
 
+# Where a definition's genus ("a small cube", what the thing is) gives way to its differentia ("with 1
+# to 6 spots", how it differs from other cubes): the first of these words or punctuation marks.
+DIFFERENTIA = frozenset(("that", "which", "who", "whose", "with", "without", "of", "for", "in", "on", "at", "from", "by",
+                         "to", "into", "as", "having", "used", "made", "usually", "especially", "often"))
+
+
+def genus(definition: str) -> str:
+    """A definition's opening words up to its differentia: "a small cube with 1 to 6 spots" -> "a small
+    cube"; "a deadly bomb that explodes ... with a large radius" -> "a deadly bomb"."""
+    head = re.split(r"[,(:]", definition, maxsplit=1)[0]
+    words = head.split()
+    for i, word in enumerate(words):
+        if i > 0 and word in DIFFERENTIA:
+            return " ".join(words[:i])
+    return " ".join(words)
+
+
 def defined_names(wordnet: WordNet, known: Iterable[str], *, rounds: int = 1) -> dict[str, str]:
     """{name: known word} for every WordNet noun, not itself known, whose first sense is a thing read
     as one known shape or colour: its definition names exactly one (read_things). rounds > 1 reads on
@@ -111,7 +129,7 @@ def read_things(wordnet: WordNet, words: dict[str, str], *, rounds: int = 1) -> 
         for key, synset in things.items():
             if key in read:
                 continue
-            found = {read[up] for up in synset.upward if up in read} | named_in(synset.definition, shapes)
+            found = {read[up] for up in synset.upward if up in read} | named_in(genus(synset.definition), shapes)
             if len(found) == 1:
                 found_now[key] = found.pop()
         if not found_now:
