@@ -74,7 +74,9 @@ LATER_KEPT_ASIDE = {
     "sixth": ("kept_aside_6", "written before general shape names were read as their known kind; read once, for them"),
     "seventh": ("kept_aside_7", "written before nouns were read by their definitions; read once, for them"),
     "eighth": ("kept_aside_8", "written after the definitions were adopted, before any further rule; "
-                               "to be read once, for the next setting that wins"),
+                               "read once, for definitions read in rounds"),
+    "ninth": ("kept_aside_9", "written after definitions in rounds were adopted, before any further rule; "
+                              "to be read once, for the next setting that wins"),
 }
 SETS = {name: PROMPT_SETS / f"wording_{name}.json"
         for name in (*DEVELOPMENT, *KEPT_ASIDE, *(name for name, _ in LATER_KEPT_ASIDE.values()))}
