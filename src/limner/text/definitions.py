@@ -112,8 +112,10 @@ def read_things(wordnet: WordNet, words: dict[str, str], *, rounds: int = 1) -> 
     """{synset key: known word} for WordNet's things (lexicon.THING_FIELDS): in the first round, those
     whose definition names exactly one known word through `words`; in each later round, the things
     still unread that are a kind of things read before, all read as one word ("crate": a kind of box,
-    "a (usually rectangular) container"), or whose definition names exactly one shape read before
-    ("die": "a small cube with 1 to 6 spots", a cube read as square by its "six equal squares")."""
+    "a (usually rectangular) container"), or whose definition's genus (what it is, before how it
+    differs) names exactly one shape read before ("die": "a small cube with 1 to 6 spots", a cube read
+    as square by its "six equal squares"; not "big blue": "a ... bomb that explodes ... with a large
+    radius")."""
     if rounds < 1:
         raise ConfigError(f"definitions are read in 1 round or more, got {rounds}")
     things = {key: synset for key, synset in wordnet.synsets.items()
