@@ -83,6 +83,10 @@ class GeneratorConfig:
     # how each up-block doubles its grid: "nearest" copies every pixel into a 2x2 block, which the
     # convs must smooth away; "bilinear" interpolates, so no block seams are left for a fine plaid
     upsample: str = "nearest"
+    # True: each up-block's first fusion (per-channel affines and LeakyReLU) runs on the coarse grid,
+    # before the upsampling, on a quarter of the pixels; after it (False, DF-GAN's order) it reads the
+    # interpolated features. The same with "nearest" (it copies pixels), a little smoother with "bilinear"
+    fuse_before_upsample: bool = False
     # > 0: a head on [noise; sentence] moves the finished image by up to this fraction of its side in
     # each direction and scales it by up to exp(+-2 x this). A convolutional generator finds it hard
     # to place an object anywhere but one spot; the warp moves and resizes it whole, so the noise can
@@ -208,11 +212,14 @@ class FusionBlock(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Upsample x2, then two fuse+conv rounds, with a residual shortcut."""
+    """Upsample x2, then two fuse+conv rounds, with a residual shortcut (with fuse_before_upsample the
+    first fusion comes before the upsampling)."""
 
-    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, hidden: int, upsample: str = "nearest") -> None:
+    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, hidden: int, upsample: str = "nearest",
+                 fuse_before_upsample: bool = False) -> None:
         super().__init__()
         self.upsample = upsample
+        self.fuse_before_upsample = fuse_before_upsample
         self.fuse1 = FusionBlock(condition_dim, in_channels, hidden)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.fuse2 = FusionBlock(condition_dim, out_channels, hidden)
@@ -220,10 +227,17 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode=self.upsample)
-        residual = self.conv1(self.fuse1(x, condition))
+        if self.fuse_before_upsample:
+            residual = self.conv1(self._finer(self.fuse1(x, condition)))
+        else:
+            residual = self.conv1(self.fuse1(self._finer(x), condition))
         residual = self.conv2(self.fuse2(residual, condition))
-        return self.shortcut(x) + residual
+        # both upsamplings mix each channel's pixels with weights that sum to one and a 1x1 conv mixes each
+        # pixel's channels, so the two commute (bias included): the shortcut runs on the coarse grid
+        return self._finer(self.shortcut(x)) + residual
+
+    def _finer(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode=self.upsample)
 
 
 class Generator(PretrainedModel):
@@ -237,7 +251,7 @@ class Generator(PretrainedModel):
         stem_in = condition_dim if config.text_in_stem else config.noise_dim
         self.stem = nn.Linear(stem_in, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
-            UpBlock(c_in, c_out, condition_dim, config.condition_hidden, config.upsample)
+            UpBlock(c_in, c_out, condition_dim, config.condition_hidden, config.upsample, config.fuse_before_upsample)
             for c_in, c_out in zip(channels, channels[1:])
         )
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
