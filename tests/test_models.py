@@ -64,6 +64,35 @@ def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_wei
         tiny_generator_config(upsample="cubic")
 
 
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_the_shortcut_on_the_coarse_grid_draws_what_it_drew_on_the_fine_one(mode):
+    torch.manual_seed(0)
+    block = UpBlock(6, 3, condition_dim=5, hidden=8, upsample=mode)
+    torch.nn.init.normal_(block.shortcut.bias)  # a bias passes through too: the weights of each upsampled pixel sum to one
+    grid = torch.randn(2, 6, 4, 4)
+    fine = torch.nn.functional.interpolate(grid, scale_factor=2, mode=mode)
+    assert torch.allclose(block._finer(block.shortcut(grid)), block.shortcut(fine), atol=1e-6)
+
+
+def test_fusing_before_the_upsampling_is_the_same_block_with_nearest_and_travels_with_the_weights(tmp_path):
+    torch.manual_seed(0)
+    grid, condition = torch.randn(2, 4, 4, 4), torch.randn(2, 6)
+    for mode, same in (("nearest", True), ("bilinear", False)):
+        after = UpBlock(4, 4, condition_dim=6, hidden=8, upsample=mode)
+        before = UpBlock(4, 4, condition_dim=6, hidden=8, upsample=mode, fuse_before_upsample=True)
+        for affine in (before.fuse1.affine1, before.fuse1.affine2):  # affines that do something (they start as identity)
+            torch.nn.init.normal_(affine.scale[2].weight), torch.nn.init.normal_(affine.shift[2].weight)
+        after.load_state_dict(before.state_dict())
+        # nearest copies pixels, so per-pixel work commutes with it; bilinear interpolates between them
+        assert torch.allclose(after(grid, condition), before(grid, condition), atol=1e-6) == same
+    generator = Generator(tiny_generator_config(upsample="bilinear", fuse_before_upsample=True))
+    generator.save_pretrained(tmp_path / "g")
+    loaded = Generator.from_pretrained(tmp_path / "g")
+    assert loaded.config.fuse_before_upsample and all(block.fuse_before_upsample for block in loaded.blocks)
+    noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
+    assert torch.equal(loaded(noise, sentence), generator.eval()(noise, sentence))
+
 def smooth_spot(centre_y: float, centre_x: float, width: float = 1.5, size: int = 32) -> torch.Tensor:
     """(1, 3, size, size): a Gaussian spot, smooth at the pixel scale as an anti-aliased drawing is."""
     grid = torch.arange(size, dtype=torch.float32)
