@@ -75,6 +75,16 @@ def test_the_shortcut_on_the_coarse_grid_draws_what_it_drew_on_the_fine_one(mode
     assert torch.allclose(block._finer(block.shortcut(grid)), block.shortcut(fine), atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_a_block_that_keeps_its_channels_adds_its_upsampled_input(mode):
+    torch.manual_seed(0)
+    block = UpBlock(4, 4, condition_dim=5, hidden=8, upsample=mode)
+    grid, condition = torch.randn(2, 4, 4, 4), torch.randn(2, 5)
+    fine = torch.nn.functional.interpolate(grid, scale_factor=2, mode=mode)
+    residual = block.conv2(block.fuse2(block.conv1(block.fuse1(fine, condition)), condition))
+    assert torch.allclose(block(grid, condition), fine + residual, atol=1e-6)
+
+
 def test_fusing_before_the_upsampling_is_the_same_block_with_nearest_and_travels_with_the_weights(tmp_path):
     torch.manual_seed(0)
     grid, condition = torch.randn(2, 4, 4, 4), torch.randn(2, 6)

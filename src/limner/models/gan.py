@@ -227,11 +227,15 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        finer = None
         if self.fuse_before_upsample:
             residual = self.conv1(self._finer(self.fuse1(x, condition)))
         else:
-            residual = self.conv1(self.fuse1(self._finer(x), condition))
+            finer = self._finer(x)
+            residual = self.conv1(self.fuse1(finer, condition))
         residual = self.conv2(self.fuse2(residual, condition))
+        if finer is not None and isinstance(self.shortcut, nn.Identity):
+            return finer + residual  # the input already upsampled above
         # both upsamplings mix each channel's pixels with weights that sum to one and a 1x1 conv mixes each
         # pixel's channels, so the two commute (bias included): the shortcut runs on the coarse grid
         return self._finer(self.shortcut(x)) + residual
