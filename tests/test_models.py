@@ -64,7 +64,6 @@ def test_bilinear_upsampling_leaves_no_two_by_two_seams_and_travels_with_the_wei
         tiny_generator_config(upsample="cubic")
 
 
-
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 def test_the_shortcut_on_the_coarse_grid_draws_what_it_drew_on_the_fine_one(mode):
     torch.manual_seed(0)
@@ -102,6 +101,7 @@ def test_fusing_before_the_upsampling_is_the_same_block_with_nearest_and_travels
     assert loaded.config.fuse_before_upsample and all(block.fuse_before_upsample for block in loaded.blocks)
     noise, sentence = torch.randn(2, 8), torch.randn(2, 12)
     assert torch.equal(loaded(noise, sentence), generator.eval()(noise, sentence))
+
 
 def smooth_spot(centre_y: float, centre_x: float, width: float = 1.5, size: int = 32) -> torch.Tensor:
     """(1, 3, size, size): a Gaussian spot, smooth at the pixel scale as an anti-aliased drawing is."""
