@@ -1,7 +1,7 @@
 """The averaged generator against the trained one: a GAN run samples from an exponential moving
 average of its generator's weights (`ema_decay`, 0.999 by default: a half-life of about 690
-steps). On a run of a few thousand steps that average lags the generator by a fifth of the run or
-more. This reads both from the run's newest checkpoint (its ema/ and generator/ folders) with
+steps). On a run of 2,600 to 5,400 steps (an hour on these 2 cores) that half-life is a quarter to
+a seventh of the run. This reads both from the run's newest checkpoint (its ema/ and generator/ folders) with
 `limner evaluate` on the whole test split, so the lag's cost or gain is measured, not guessed.
 
     python benchmarks/ema_vs_raw.py --model-dir outputs/benchmarks/emoji_styles_bf16_fast_hour/model \
